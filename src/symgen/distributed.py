@@ -1,0 +1,96 @@
+"""Data-parallel training through ``torch.distributed``, launched by ``torchrun``.
+
+``torchrun --nproc_per_node=N -m symgen train ...`` sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``; we
+initialise the process group (gloo on CPU, NCCL on CUDA), broadcast rank 0's parameters, and average
+gradients after every backward pass (:func:`allreduce_gradients`). Averaging gradients explicitly,
+instead of wrapping the model in ``DistributedDataParallel``, keeps it correct for models with several
+optimizers and inner MCMC loops that call ``autograd.grad`` on inputs (short-run Langevin), which DDP's
+forward hooks do not expect. The result is the same synchronous data-parallel SGD.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+__all__ = ["DistInfo", "init_distributed", "broadcast_module", "allreduce_gradients", "cleanup"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Rank layout of the current process (``world_size == 1`` when not distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str) -> tuple[DistInfo, torch.device]:
+    """Join the process group described by torchrun's environment; return rank info and this rank's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda was requested but torch.cuda.is_available() is False")
+        return DistInfo(), dev
+    rank = int(os.environ["RANK"])
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda was requested but torch.cuda.is_available() is False")
+        torch.cuda.set_device(local)
+        dev, backend = torch.device("cuda", local), "nccl"
+    else:
+        dev, backend = torch.device(device), "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend, rank=rank, world_size=world)
+    return DistInfo(rank=rank, world_size=world, local_rank=local), dev
+
+
+def broadcast_module(module: nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's parameters and buffers to every rank."""
+    if not info.enabled:
+        return
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, src=0)
+
+
+def allreduce_gradients(params: Iterable[torch.Tensor], info: DistInfo) -> None:
+    """Average ``.grad`` of ``params`` over ranks in one flattened all-reduce."""
+    if not info.enabled:
+        return
+    params = [p for p in params if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in params]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= info.world_size
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset : offset + n].view_as(g))
+        offset += n
+
+
+def cleanup(info: DistInfo) -> None:
+    """Leave the process group (no-op when not distributed)."""
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,101 @@
+"""The model contract every symgen model family implements, and the step context the trainer hands it.
+
+A model is an ``nn.Module`` that knows how to build itself from its config section, which optimizers it
+needs, how to do one training step on a batch (possibly with several optimizers and inner MCMC loops),
+and how to sample. Everything else (device placement, seeding, clipping, EMA, data-parallel gradient
+averaging, checkpoints, logging) belongs to :class:`symgen.trainer.Trainer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["DataInfo", "GenerativeModel", "StepContext"]
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a model needs to know about its data to build itself.
+
+    Attributes:
+        name: dataset name (``"digits"``, ``"spiral"``, a path...).
+        kind: ``"toy2d"`` or ``"image"``.
+        event_shape: shape of one example, ``(2,)`` or ``(C, H, W)``.
+        num_classes: number of labels, or ``None``.
+    """
+
+    name: str
+    kind: str
+    event_shape: tuple[int, ...]
+    num_classes: int | None = None
+
+
+@dataclass
+class StepContext:
+    """Services the trainer offers to ``GenerativeModel.training_step``.
+
+    ``optimize(name, loss)`` zero-grads, back-propagates, averages gradients across data-parallel
+    ranks, clips them and steps the optimizer (and its scheduler) called ``name``.
+    """
+
+    step: int
+    device: torch.device
+    generator: torch.Generator
+    world_size: int = 1
+    _optimize: Callable[[str, Tensor], float] | None = field(default=None, repr=False)
+
+    def optimize(self, name: str, loss: Tensor) -> float:
+        """Minimise ``loss`` by one step of the optimizer ``name``; returns the pre-clip gradient norm."""
+        if self._optimize is None:
+            raise RuntimeError("StepContext.optimize is only available inside Trainer")
+        return self._optimize(name, loss)
+
+
+class GenerativeModel(nn.Module):
+    """Base class of every model family (one file per family under ``symgen/models``).
+
+    Subclasses set ``name`` and implement :meth:`default_config`, :meth:`from_config`,
+    :meth:`configure_optimizers`, :meth:`training_step` and :meth:`sample`.
+    """
+
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        """Defaults of the ``model:`` config section (every allowed key must appear here)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any], data: DataInfo) -> GenerativeModel:
+        """Build the model from its resolved ``model:`` config section."""
+        raise NotImplementedError
+
+    def initialize(self, batch: Tensor) -> None:  # noqa: B027 - optional hook
+        """Optional data-dependent initialisation (e.g. ActNorm) on the first batch, before training."""
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Named optimizers, e.g. ``{"prior": ..., "generator": ...}``."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Tensor, ctx: StepContext) -> dict[str, float]:
+        """One training step on ``batch``; call ``ctx.optimize`` for each update; return scalars to log."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` samples in data space, shape ``(n, *event_shape)``."""
+        raise NotImplementedError
+
+    def evaluate(self, data: Tensor, metrics: list[str]) -> dict[str, float]:
+        """Model-specific metrics on held-out ``data`` (e.g. test log-likelihood); default: none."""
+        return {}
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")

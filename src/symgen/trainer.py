@@ -1,0 +1,268 @@
+"""The one training loop every model uses.
+
+The model supplies ``training_step(batch, ctx)`` (any number of optimizers, inner MCMC loops); the
+trainer supplies everything else: device placement, seeding, gradient all-reduce across ranks,
+gradient clipping, optional EMA, logging to ``metrics.jsonl`` with a progress bar, periodic
+checkpoint / sample / evaluation hooks, exact resume, a checkpoint on Ctrl-C, and a clean stop with the
+last good checkpoint kept when a loss or gradient becomes non-finite.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from symgen.batches import BatchStream
+from symgen.checkpoint import rng_state, set_rng_state
+from symgen.distributed import DistInfo, allreduce_gradients, broadcast_module
+from symgen.models.base import GenerativeModel, StepContext
+from symgen.rundir import RunDir
+
+__all__ = ["Trainer", "DivergenceError", "seed_everything"]
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss or gradient; the last good checkpoint is kept."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+Hook = Callable[["Trainer"], None]
+
+
+class Trainer:
+    """Runs ``model.training_step`` for ``cfg['train']['steps']`` steps with checkpoints and hooks.
+
+    Arguments:
+        model: the model, already on ``device``.
+        cfg: the resolved config (its ``train`` section drives the loop).
+        stream: the minibatch stream.
+        run: the run directory (writes are disabled on non-main ranks).
+        dist: rank layout; gradients are averaged over ranks when ``dist.world_size > 1``.
+        sample_hook / eval_hook: called every ``sample_every`` / ``eval_every`` steps and at the end.
+    """
+
+    def __init__(
+        self,
+        model: GenerativeModel,
+        cfg: dict[str, Any],
+        stream: BatchStream,
+        run: RunDir,
+        device: torch.device,
+        dist: DistInfo | None = None,
+        sample_hook: Hook | None = None,
+        eval_hook: Hook | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.model, self.cfg, self.stream, self.run = model, cfg, stream, run
+        self.tcfg = cfg["train"]
+        self.device = device
+        self.dist = dist or DistInfo()
+        self.sample_hook, self.eval_hook = sample_hook, eval_hook
+        self.progress = progress and self.dist.is_main
+        self.optimizers = model.configure_optimizers()
+        if not isinstance(self.optimizers, dict) or not self.optimizers:
+            raise TypeError("configure_optimizers() must return a non-empty dict name -> Optimizer")
+        self.step = 0
+        self.ema: AveragedModel | None = None
+        if self.tcfg.get("ema_decay"):
+            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(self.tcfg["ema_decay"])))
+        self.generator = torch.Generator(device="cpu").manual_seed(int(cfg["seed"]) + 7919 * self.dist.rank)
+        self.last_logs: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ state
+    @property
+    def eval_model(self) -> GenerativeModel:
+        """The model used for sampling and evaluation (the EMA copy when enabled)."""
+        return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "config": self.cfg,
+            "model": self.model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "stream": self.stream.state_dict(),
+            "generator": self.generator.get_state(),
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        missing = set(self.optimizers) ^ set(state["optimizers"])
+        if missing:
+            raise ValueError(f"checkpoint optimizers {sorted(state['optimizers'])} do not match model's")
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][k])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.stream.load_state_dict(state["stream"])
+        self.generator.set_state(state["generator"])
+        set_rng_state(state["rng"])
+        self.step = int(state["step"])
+
+    def save(self) -> None:
+        """Checkpoint the current step (main rank only; atomic)."""
+        self.run.save_checkpoint(self.step, self.state_dict(), keep=int(self.tcfg["keep_checkpoints"]))
+
+    # ------------------------------------------------------------------ step
+    def _optimize(self, name: str, loss: Tensor) -> float:
+        if name not in self.optimizers:
+            raise KeyError(f"unknown optimizer '{name}'; the model configured {sorted(self.optimizers)}")
+        if not torch.isfinite(loss.detach()).all():
+            raise DivergenceError(
+                f"non-finite loss for optimizer '{name}' at step {self.step + 1}: {loss.item()}"
+            )
+        opt = self.optimizers[name]
+        params = [p for g in opt.param_groups for p in g["params"]]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        allreduce_gradients(params, self.dist)
+        clip = self.tcfg.get("grad_clip")
+        grads = [p.grad for p in params if p.grad is not None]
+        if clip:
+            norm = torch.nn.utils.clip_grad_norm_(params, float(clip))
+        else:
+            norm = (
+                torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+                if grads
+                else torch.zeros(())
+            )
+        if not torch.isfinite(norm):
+            opt.zero_grad(set_to_none=True)
+            raise DivergenceError(f"non-finite gradient for optimizer '{name}' at step {self.step + 1}")
+        opt.step()
+        return float(norm)
+
+    def _context(self) -> StepContext:
+        return StepContext(
+            step=self.step,
+            device=self.device,
+            generator=self.generator,
+            world_size=self.dist.world_size,
+            _optimize=self._optimize,
+        )
+
+    def _to_device(self, batch: Any) -> Any:
+        if isinstance(batch, Tensor):
+            return batch.to(self.device, non_blocking=True)
+        if isinstance(batch, tuple | list):
+            return type(batch)(self._to_device(b) for b in batch)
+        return batch
+
+    # ------------------------------------------------------------------ loop
+    def initialize(self) -> None:
+        """Data-dependent initialisation on the first batch (fresh runs), then sync ranks."""
+        if self.step == 0:
+            first = self._to_device(next(iter([self.stream.__next__()])))
+            self.model.initialize(first)
+        broadcast_module(self.model, self.dist)
+
+    def fit(self) -> dict[str, float]:
+        """Train until ``train.steps``; returns the last logged scalars."""
+        total = int(self.tcfg["steps"])
+        log_every, ckpt_every = int(self.tcfg["log_every"]), int(self.tcfg["ckpt_every"])
+        sample_every, eval_every = int(self.tcfg["sample_every"]), int(self.tcfg["eval_every"])
+        bar = _progress(total, self.step, self.progress)
+        t0, seen = time.perf_counter(), 0
+        with _StopRequest() as stop:
+            while self.step < total:
+                if stop.requested:
+                    self.save()
+                    self.run.log({"kind": "interrupted", "step": self.step})
+                    if bar is not None:
+                        bar.close()
+                    raise KeyboardInterrupt(f"interrupted at step {self.step}; checkpoint saved")
+                batch = self._to_device(next(self.stream))
+                self.model.train()
+                logs = self.model.training_step(batch, self._context())
+                self._check_finite(logs)
+                self.step += 1
+                seen += _batch_len(batch)
+                if self.ema is not None:
+                    self.ema.update_parameters(self.model)
+                if self.step % log_every == 0 or self.step == total:
+                    rate = seen / max(time.perf_counter() - t0, 1e-9)
+                    self.last_logs = {**logs, "examples_per_s": rate * self.dist.world_size}
+                    self.run.log({"kind": "train", "step": self.step, **self.last_logs})
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in list(logs.items())[:3]})
+                if ckpt_every and self.step % ckpt_every == 0 and self.step != total:
+                    self.save()
+                if sample_every and self.sample_hook and self.step % sample_every == 0 and self.step != total:
+                    self.sample_hook(self)
+                if eval_every and self.eval_hook and self.step % eval_every == 0 and self.step != total:
+                    self.eval_hook(self)
+        if bar is not None:
+            bar.close()
+        self.save()
+        if self.sample_hook:
+            self.sample_hook(self)
+        if self.eval_hook:
+            self.eval_hook(self)
+        return self.last_logs
+
+    def _check_finite(self, logs: dict[str, float]) -> None:
+        for k, v in logs.items():
+            if isinstance(v, float | int) and not math.isfinite(v):
+                raise DivergenceError(f"non-finite '{k}' = {v} at step {self.step + 1}")
+        for name, p in self.model.named_parameters():
+            if not torch.isfinite(p).all():
+                raise DivergenceError(f"parameter '{name}' became non-finite at step {self.step + 1}")
+
+
+def _batch_len(batch: Any) -> int:
+    if isinstance(batch, Tensor):
+        return len(batch)
+    if isinstance(batch, tuple | list) and batch:
+        return _batch_len(batch[0])
+    return 0
+
+
+def _progress(total: int, start: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, desc="train", dynamic_ncols=True, leave=True)
+
+
+class _StopRequest:
+    """Turns the first SIGINT/SIGTERM into a request honoured at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.requested:  # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _StopRequest:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not in the main thread: leave signals alone
+                pass
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)

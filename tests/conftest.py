@@ -1,0 +1,25 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("SYMGEN_CACHE", str(ROOT / ".pytest_cache" / "symgen-cache"))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def symgen_cmd():
+    """Command prefix that runs the symgen CLI with this interpreter."""
+    return [sys.executable, "-m", "symgen"]
+
+
+@pytest.fixture
+def subprocess_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    return env
