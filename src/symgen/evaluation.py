@@ -56,7 +56,7 @@ class EvalContext:
         from symgen.plots import save_image_grid
 
         path = RunDir(self.run_dir).image_path(name)
-        save_image_grid(images.detach().cpu(), path, nrow=nrow)
+        save_image_grid(images.detach().cpu(), path, nrow=nrow, scale=display_scale(images))
         return path
 
     def save_figure(self, name: str, fig: Any) -> Path | None:
@@ -72,6 +72,11 @@ class EvalContext:
         return path
 
 
+def display_scale(images: Tensor, min_size: int = 32) -> int:
+    """Integer up-scaling that shows small images (e.g. 8x8 digits) at least ``min_size`` pixels wide."""
+    return max(1, min_size // int(images.shape[-1]))
+
+
 def data_tensor(data: Any, n: int | None = None) -> Tensor:
     """The examples of a split as one tensor (``ImageData.x`` or a toy test set)."""
     x = data.x if hasattr(data, "x") else data
@@ -84,7 +89,7 @@ def save_samples(x: Tensor, data: Any, path: Path) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     if x.ndim == 4:
-        save_image_grid(x, path, nrow=int(max(1, round(len(x) ** 0.5))))
+        save_image_grid(x, path, nrow=int(max(1, round(len(x) ** 0.5))), scale=display_scale(x))
     else:
         bounds = getattr(data.train, "bounds", None)
         save_scatter(x, path, bounds=bounds)
@@ -166,3 +171,61 @@ def eval_samples(ctx: EvalContext) -> dict[str, float]:
 @EVALS.register("test_nll", help="model's own held-out negative log-likelihood (nats; bits/dim for images)")
 def eval_test_nll(ctx: EvalContext) -> dict[str, float]:
     return ctx.model.evaluate(data_tensor(ctx.test).to(ctx.device), ["test_nll"])
+
+
+def _available(ctx: EvalContext, kind: str) -> dict[str, Any]:
+    """Inputs of the metric functions (:mod:`symgen.metrics`) that a trained model and its data provide.
+
+    Sample metrics compare ``n`` model samples with ``n`` held-out examples, ``n`` = size of the test
+    split, at most 10,000 (2-D: the ``data.n_test`` test points).
+    """
+    real = data_tensor(ctx.test)[:10000]
+    out: dict[str, Any] = {"real": real}
+    if kind == "samples":
+        with torch.no_grad():
+            out["fake"] = torch.cat(
+                [ctx.model.sample(len(c), generator=ctx.generator).cpu() for c in real.split(1000)]
+            )
+    if hasattr(ctx.model, "log_prob"):
+        model = ctx.model
+
+        def log_prob(x: Tensor) -> Tensor:
+            return model.log_prob(x.to(ctx.device)).cpu()
+
+        out["log_prob"] = log_prob
+    if getattr(ctx.train, "has_density", False):
+        out["true_log_prob"] = ctx.train.log_prob
+    if hasattr(ctx.train, "bounds"):
+        out["bounds"] = ctx.train.bounds
+    return out
+
+
+def _metric_eval(name: str):
+    from symgen.metrics import METRIC_KINDS, compute_metric
+
+    spec = METRIC_KINDS[name]
+
+    def fn(ctx: EvalContext) -> dict[str, float]:
+        avail = _available(ctx, spec.kind)
+        options = {}
+        if "bounds" in spec.options:
+            options["bounds"] = avail.get("bounds")
+        if "dataset" in spec.options:
+            options["dataset"] = str(ctx.cfg["data"]["name"])
+        return compute_metric(name, avail, **options)
+
+    fn.__doc__ = f"metric '{name}' ({spec.kind}) computed on the run's model and test split"
+    return fn
+
+
+def _register_metric_evals() -> None:
+    """Expose every sample/density metric of :mod:`symgen.metrics` as an evaluation of the same name."""
+    from symgen.metrics import METRIC_KINDS
+    from symgen.registry import METRICS
+
+    for name, spec in METRIC_KINDS.items():
+        if spec.kind in ("samples", "density", "density_vs_truth") and name not in EVALS:
+            EVALS.register(name, help=METRICS.help(name))(_metric_eval(name))
+
+
+_register_metric_evals()
