@@ -2,5 +2,6 @@
 
 from symgen.models.base import DataInfo, GenerativeModel, StepContext
 from symgen.models.flow import FlowModel
+from symgen.models.latent import LatentModel
 
-__all__ = ["DataInfo", "GenerativeModel", "StepContext", "FlowModel"]
+__all__ = ["DataInfo", "GenerativeModel", "StepContext", "FlowModel", "LatentModel"]

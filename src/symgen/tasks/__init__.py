@@ -1,0 +1,23 @@
+"""Task evaluations of the latent-variable models (LFBM paper Sec. 4), registered in ``EVALS``.
+
+``recon_mse`` (Sec. 4.2), ``inpaint_mse`` (Sec. 4.3), ``anomaly_auprc`` (Sec. 4.4), ``recovery_mse``
+(Sec. 4.6), ``interpolation`` and ``latent_density`` (pictures). Importing this package registers them.
+"""
+
+from symgen.tasks import anomaly, inpaint, interpolate, latent_density, reconstruct, recovery
+from symgen.tasks.anomaly import anomaly_scores, anomaly_splits
+from symgen.tasks.occlusion import OcclusionSpec, center_square_mask, occlusion_mask
+
+__all__ = [
+    "anomaly",
+    "inpaint",
+    "interpolate",
+    "latent_density",
+    "reconstruct",
+    "recovery",
+    "anomaly_splits",
+    "anomaly_scores",
+    "OcclusionSpec",
+    "occlusion_mask",
+    "center_square_mask",
+]
