@@ -8,7 +8,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("SYMGEN_CACHE", str(ROOT / ".pytest_cache" / "symgen-cache"))
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# one thread: the models under test are tiny, and several tests start subprocesses of their own
+torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -114,9 +114,36 @@ class FlowModel(GenerativeModel):
         return float(bits_per_dim(log_prob, self.event_shape, self.n_bits).mean())
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        x = self.flow().sample((n,))
+    def sample(self, n: int, generator: torch.Generator | None = None, max_redraws: int = 10) -> Tensor:
+        """Ancestral samples ``x = g(z)``, ``z ~ N(0, I)``.
+
+        An image flow's inverse divides by its bounded coupling scales, so a latent far in the tails can
+        overflow; such rows (rare) are redrawn up to ``max_redraws`` times before giving up.
+        Images are clamped to ``[-1, 1]``.
+        """
+        dist = self.flow()
+        x = self._draw(dist, n)
+        for _ in range(max_redraws):
+            bad = ~torch.isfinite(x.flatten(1)).all(dim=1)
+            if not bad.any():
+                break
+            x[bad] = self._draw(dist, int(bad.sum()))
+        else:
+            raise FloatingPointError(
+                f"flow samples stayed non-finite after {max_redraws} redraws; "
+                "the flow has diverged (check its last checkpoint's log_prob)"
+            )
         return x.clamp(-1, 1) if self.kind == "image" else x
+
+    def _draw(self, dist: Any, n: int) -> Tensor:
+        previous = getattr(self.flow, "check_finite", None)
+        if previous is not None:
+            self.flow.check_finite = False
+        try:
+            return dist.sample((n,))
+        finally:
+            if previous is not None:
+                self.flow.check_finite = previous
 
     @torch.no_grad()
     def evaluate(self, data: Tensor, metrics: list[str]) -> dict[str, float]:
