@@ -1,0 +1,335 @@
+r"""Langevin-family kernels: unadjusted Langevin, MALA, magnetized Langevin, gradient ascent.
+
+One convention for every paper (see ``docs/samplers.md``):
+
+.. math:: x \leftarrow x + \tfrac{s^2}{2}\,\nabla_x \log p(x) + s \cdot \text{noise\_scale}\cdot\epsilon,
+   \qquad \epsilon \sim \mathcal N(0, I),
+
+with ``s = step_size``. This is CoopFlow Eq. (3) (``delta = s``) and, with :math:`\xi = s^2/2`, LFBM
+Eq. (8) (:math:`z + \xi\nabla\log p + \sqrt{2\xi}\epsilon`); the dissertation's Eq. (5.3)
+(:math:`x - \tfrac\eta2\nabla E + \sqrt\eta\,\omega`) is :math:`\eta = s^2`.
+
+Options (per step, in this order): the gradient is clipped element-wise to ``[-grad_clip, grad_clip]``
+(VAEBM / Du & Mordatch); the drift :math:`\tfrac{s^2}{2}\nabla\log p` is clipped element-wise to
+``[-drift_clip, drift_clip]`` (CoopFlow's official code clamps this update at 0.1); noise is added
+with the multiplier ``noise_scale * schedule(iteration)``; the state is clamped to ``clamp=(lo, hi)``
+(CoopFlow code: ``(-1, 1)``).
+
+Noise schedules: ``"constant"``; ``"off"`` (CoopFlow main text, following Zhao et al.); ``"decayed"``
+(CoopFlow appendix A.11 Eq. (10), :math:`\max(1 - k/K, 0)^{20}`; CoopFlow applies it over training
+*epochs* -- use :class:`DecayedNoise` to compute the multiplier and pass it as ``noise_scale``); and
+``"annealed"`` (linear decay from 1 to 0 over ``schedule_horizon`` steps of one chain).
+
+Hand-written: no maintained PyTorch library offers batched, per-chain-step-size Langevin/MALA with
+these clipping conventions and an autograd-graph-keeping mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from symgen.densities import LogDensity, magnetized_log_prob
+from symgen.samplers.adaptation import DualAveraging, MultiplicativeAdaptation, get_adaptation
+from symgen.samplers.base import ChainState, Kernel, StepInfo, per_chain, value_and_grad
+
+__all__ = [
+    "NoiseSchedule",
+    "DecayedNoise",
+    "AnnealedNoise",
+    "get_noise_schedule",
+    "Langevin",
+    "MALA",
+    "MagnetizedLangevin",
+    "GradientDescent",
+]
+
+NoiseSchedule = Callable[[int], float]
+"""Maps the chain iteration ``k`` (0-based) to a noise multiplier."""
+
+
+def _constant(k: int) -> float:
+    return 1.0
+
+
+def _off(k: int) -> float:
+    return 0.0
+
+
+@dataclass(frozen=True)
+class DecayedNoise:
+    r"""CoopFlow appendix A.11 Eq. (10): :math:`\max(1 - k/K, 0)^{\text{power}}` with ``K = horizon``.
+
+    (The paper writes :math:`\max((1 - k/K)^{20}, 0)`, which grows again after ``K`` for an even power;
+    the base is clipped at zero here so the noise stays off.)
+    """
+
+    horizon: float
+    power: float = 20.0
+
+    def __call__(self, k: int) -> float:
+        return max(1.0 - k / self.horizon, 0.0) ** self.power
+
+
+@dataclass(frozen=True)
+class AnnealedNoise:
+    """Linear annealing of the noise multiplier from ``start`` to ``end`` over ``horizon`` steps."""
+
+    horizon: int
+    start: float = 1.0
+    end: float = 0.0
+
+    def __call__(self, k: int) -> float:
+        frac = min(k / max(self.horizon - 1, 1), 1.0)
+        return self.start + (self.end - self.start) * frac
+
+
+def get_noise_schedule(schedule: str | NoiseSchedule, horizon: float | None = None) -> NoiseSchedule:
+    """Resolve ``"constant"``, ``"off"``, ``"decayed"``/``"annealed"`` (needs ``horizon``) or a callable."""
+    if callable(schedule):
+        return schedule
+    if schedule == "constant":
+        return _constant
+    if schedule == "off":
+        return _off
+    if schedule in ("decayed", "annealed"):
+        if horizon is None or not horizon > 0:
+            raise ValueError(f"noise_schedule='{schedule}' needs a positive schedule_horizon; got {horizon}")
+        return DecayedNoise(horizon) if schedule == "decayed" else AnnealedNoise(int(horizon))
+    raise ValueError(
+        "noise_schedule must be 'constant', 'off', 'decayed', 'annealed' or a callable k -> float; "
+        f"got {schedule!r}"
+    )
+
+
+def _check_clamp(clamp: tuple[float, float] | None) -> tuple[float, float] | None:
+    if clamp is None:
+        return None
+    if len(clamp) != 2 or not clamp[0] < clamp[1]:
+        raise ValueError(f"clamp must be a (lo, hi) pair with lo < hi; got {clamp!r}")
+    return (float(clamp[0]), float(clamp[1]))
+
+
+def _check_positive_or_none(name: str, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{name} must be positive or None; got {value}")
+
+
+def _flat_norm(t: Tensor) -> Tensor:
+    return torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1)
+
+
+class Langevin(Kernel):
+    r"""Unadjusted Langevin dynamics ``x + s^2/2 grad log p + s * noise_scale * eps`` (LFBM Eq. (8)).
+
+    Args:
+        step_size: ``s``, a float or per-chain ``(B,)`` tensor (LFBM's :math:`\xi = s^2/2`).
+        noise_scale: constant multiplier of the noise (1 = correct Langevin; 0 = gradient ascent;
+            the dissertation's short-run EBMs use a reduced scale).
+        grad_clip: element-wise clip of the gradient, or ``None``.
+        drift_clip: element-wise clip of the drift ``s^2/2 grad``, or ``None`` (CoopFlow code: 0.1).
+        clamp: ``(lo, hi)`` clamp of the state after each step, or ``None`` (CoopFlow code: (-1, 1)).
+        noise_schedule: ``"constant" | "off" | "decayed" | "annealed"`` or ``k -> multiplier``.
+        schedule_horizon: ``K`` of the decayed/annealed schedules (in chain steps).
+        differentiable: keep the autograd graph through the chain.
+        generator: optional ``torch.Generator``.
+    """
+
+    def __init__(
+        self,
+        step_size: float | Tensor = 0.1,
+        noise_scale: float = 1.0,
+        grad_clip: float | None = None,
+        drift_clip: float | None = None,
+        clamp: tuple[float, float] | None = None,
+        noise_schedule: str | NoiseSchedule = "constant",
+        schedule_horizon: float | None = None,
+        differentiable: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(step_size, differentiable, generator, adaptation=None)
+        if not noise_scale >= 0:
+            raise ValueError(f"noise_scale must be >= 0; got {noise_scale}")
+        _check_positive_or_none("grad_clip", grad_clip)
+        _check_positive_or_none("drift_clip", drift_clip)
+        self.noise_scale = float(noise_scale)
+        self.grad_clip = grad_clip
+        self.drift_clip = drift_clip
+        self.clamp = _check_clamp(clamp)
+        self.noise_schedule = get_noise_schedule(noise_schedule, schedule_horizon)
+        self._ones: dict[tuple, tuple[Tensor, Tensor]] = {}
+        self._coef: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def coefficients(self, step_size: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(s, s^2/2)`` as ``(B, 1, ...)`` tensors broadcasting over ``x``.
+
+        Cached while the same step-size tensor object is passed (step sizes are never modified in place:
+        adaptation replaces the tensor), which saves small per-step tensor ops.
+        """
+        coef = self._coef
+        if coef is None or coef[0] is not step_size or coef[1].dim() != x.dim():
+            s = per_chain(step_size, x)
+            coef = self._coef = (step_size, s, 0.5 * s * s)
+        return coef[1], coef[2]
+
+    def drift(self, grad: Tensor, half_s2: Tensor) -> Tensor:
+        """The (clipped) drift ``s^2/2 * clip(grad)`` for ``half_s2 = s^2/2`` of shape ``(B, 1, ...)``."""
+        if self.grad_clip is not None:
+            grad = grad.clamp(-self.grad_clip, self.grad_clip)
+        d = half_s2 * grad
+        if self.drift_clip is not None:
+            d = d.clamp(-self.drift_clip, self.drift_clip)
+        return d
+
+    def _always_accepted(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        key = (like.shape[0], like.device, like.dtype)
+        if key not in self._ones:
+            n = like.shape[0]
+            self._ones[key] = (like.new_ones(n), torch.ones(n, dtype=torch.bool, device=like.device))
+        return self._ones[key]
+
+    def step(self, state: ChainState, log_prob: LogDensity) -> tuple[ChainState, StepInfo]:
+        x = state.position
+        s, half_s2 = self.coefficients(state.step_size, x)
+        if self.grad_clip is None and self.drift_clip is None:
+            new = torch.addcmul(x, half_s2, state.grad)
+        else:
+            new = x + self.drift(state.grad, half_s2)
+        scale = self.noise_scale * self.noise_schedule(state.iteration)
+        if scale != 0.0:
+            noise = self._randn(x).mul_(s)
+            new = new + (noise if scale == 1.0 else noise.mul_(scale))
+        if self.clamp is not None:
+            new = new.clamp(*self.clamp)
+        lp, grad = value_and_grad(log_prob, new, self.differentiable)
+        ones, true = self._always_accepted(state.log_prob)
+        new_state = ChainState(new, lp, grad, state.step_size, state.iteration + 1)
+        info = StepInfo(lp.detach(), state.step_size, ones, true, _flat_norm(grad.detach()))
+        return new_state, info
+
+
+class GradientDescent(Langevin):
+    r"""Noise-free Langevin: gradient *ascent* on ``log p``, ``x + s^2/2 grad log p``.
+
+    The noise-free dynamics of dissertation Ch. 5, Eq. (5.8) (:math:`x - \tfrac\eta2\nabla E`,
+    :math:`\eta = s^2`), and of CoopFlow's main-text sampler (noise removed).
+    """
+
+    def __init__(
+        self,
+        step_size: float | Tensor = 0.1,
+        grad_clip: float | None = None,
+        drift_clip: float | None = None,
+        clamp: tuple[float, float] | None = None,
+        differentiable: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(
+            step_size,
+            noise_scale=0.0,
+            grad_clip=grad_clip,
+            drift_clip=drift_clip,
+            clamp=clamp,
+            noise_schedule="off",
+            differentiable=differentiable,
+            generator=generator,
+        )
+
+
+class MagnetizedLangevin(Langevin):
+    r"""Langevin on ``log p(z) - gamma ||z - z*||`` (NT-EBM Sec. 4.2): a low-energy path toward ``target``.
+
+    Args:
+        target: ``z*``, ``(*event)`` or ``(B, *event)``.
+        gamma: magnetization strength.
+        **kwargs: the :class:`Langevin` options.
+    """
+
+    def __init__(self, target: Tensor, gamma: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if gamma < 0:
+            raise ValueError(f"gamma must be >= 0; got {gamma}")
+        self.target = target.detach()
+        self.gamma = float(gamma)
+
+    def _magnetize(self, log_prob: LogDensity) -> LogDensity:
+        return magnetized_log_prob(log_prob, self.target, self.gamma)
+
+    def init(self, x0: Tensor, log_prob: LogDensity, step_size: float | Tensor | None = None) -> ChainState:
+        return super().init(x0, self._magnetize(log_prob), step_size)
+
+    def step(self, state: ChainState, log_prob: LogDensity) -> tuple[ChainState, StepInfo]:
+        return super().step(state, self._magnetize(log_prob))
+
+
+class MALA(Langevin):
+    r"""Metropolis-adjusted Langevin: the :class:`Langevin` proposal plus a per-chain MH accept/reject.
+
+    Proposal :math:`x' = x + d(x) + s\epsilon` with drift :math:`d = \tfrac{s^2}{2}\nabla\log p` (clipped
+    as configured -- the MH ratio uses the same drift both ways, so clipping keeps the target exact);
+    acceptance :math:`\min(1, \tfrac{p(x')\,q(x|x')}{p(x)\,q(x'|x)})` with
+    :math:`q(x'|x) = \mathcal N(x + d(x), s^2 I)`. Noise must be the correct one (``noise_scale=1``,
+    constant schedule) and state clamping is not allowed (it would break detailed balance).
+
+    Args:
+        step_size: ``s`` (float or ``(B,)``).
+        grad_clip, drift_clip: as in :class:`Langevin`.
+        adaptation: ``"dual_averaging"`` (default), ``"multiplicative"``, an adapter or ``None``;
+            used by ``run_chain(adapt_steps=...)``.
+        target_accept: target acceptance probability (0.574, Roberts & Rosenthal 1998).
+    """
+
+    def __init__(
+        self,
+        step_size: float | Tensor = 0.1,
+        grad_clip: float | None = None,
+        drift_clip: float | None = None,
+        adaptation: str | MultiplicativeAdaptation | DualAveraging | None = "dual_averaging",
+        target_accept: float = 0.574,
+        differentiable: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(
+            step_size,
+            grad_clip=grad_clip,
+            drift_clip=drift_clip,
+            differentiable=differentiable,
+            generator=generator,
+        )
+        self.adaptation = get_adaptation(adaptation, target_accept)
+
+    def step(self, state: ChainState, log_prob: LogDensity) -> tuple[ChainState, StepInfo]:
+        x = state.position
+        step = state.step_size
+        s, half_s2 = self.coefficients(step, x)
+        eps = self._randn(x)
+        proposal = x + self.drift(state.grad, half_s2) + s * eps
+        lp_new, grad_new = value_and_grad(log_prob, proposal, self.differentiable)
+        # log q(x | x') - log q(x' | x); the forward residual is exactly s * eps.
+        back = (x - proposal - self.drift(grad_new, half_s2)) / s
+        log_q_ratio = -0.5 * (_sq_norm(back) - _sq_norm(eps))
+        log_alpha = torch.nan_to_num((lp_new - state.log_prob + log_q_ratio).detach(), nan=-torch.inf)
+        accepted = torch.log(self._rand(x.shape[0], log_alpha)) < log_alpha
+        keep = per_chain(accepted, x)
+        new_state = ChainState(
+            torch.where(keep, proposal, x),
+            torch.where(accepted, lp_new, state.log_prob),
+            torch.where(keep, grad_new, state.grad),
+            step,
+            state.iteration + 1,
+        )
+        info = StepInfo(
+            new_state.log_prob.detach(),
+            step,
+            torch.exp(log_alpha.clamp(max=0.0)),
+            accepted,
+            _flat_norm(new_state.grad.detach()),
+        )
+        return new_state, info
+
+
+def _sq_norm(t: Tensor) -> Tensor:
+    return (t * t).reshape(t.shape[0], -1).sum(dim=1)
