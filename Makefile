@@ -30,7 +30,7 @@ lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 
 test: install lint
-	$(PY) -m pytest
+	$(PY) -m pytest -q
 
 docs: install
 	$(PY) -m symgen.cli --markdown > docs/cli.md

@@ -119,7 +119,7 @@ class _Diverging(GenerativeModel):
         if ctx.step + 1 >= self.bad_step:
             loss = loss * float("nan")
         ctx.optimize("w", loss)
-        return {"loss": float(loss)}
+        return {"loss": float(loss.detach())}
 
     def sample(self, n, generator=None):
         return self.w.detach().expand(n, 2).clone()
@@ -138,3 +138,31 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
     state = RunDir(tmp_path / "r").load_latest()
     assert state["step"] == 2
     assert torch.isfinite(state["model"]["w"]).all()
+
+
+def test_ema_follows_its_recursion_and_is_used_for_loading(tmp_path):
+    """ema_k = d * ema_{k-1} + (1 - d) * w_k between consecutive checkpoints; load_run returns the EMA."""
+    from symgen.checkpoint import load_checkpoint
+    from symgen.runs import load_run
+
+    d = 0.8
+    cfg = resolve_config(
+        "_diverging_test",
+        overrides=[
+            "train.ckpt_every=1",
+            "train.keep_checkpoints=0",
+            "train.steps=4",
+            "data.name=moons",
+            f"train.ema_decay={d}",
+            "model.bad_step=1000",
+        ],
+    )
+    train(cfg, tmp_path / "r", progress=False)
+    states = [load_checkpoint(p) for p in RunDir(tmp_path / "r").checkpoints()]
+    assert [s["step"] for s in states] == [1, 2, 3, 4]
+    for prev, cur in zip(states, states[1:]):
+        expected = d * prev["ema"]["module.w"] + (1 - d) * cur["model"]["w"]
+        torch.testing.assert_close(cur["ema"]["module.w"], expected)
+    assert not torch.allclose(states[-1]["ema"]["module.w"], states[-1]["model"]["w"])
+    loaded = load_run(tmp_path / "r")
+    torch.testing.assert_close(loaded.model.w.detach(), states[-1]["ema"]["module.w"])
