@@ -117,7 +117,8 @@ class Trainer:
         self.step = int(state["step"])
 
     def save(self) -> None:
-        """Checkpoint the current step (main rank only; atomic)."""
+        """Checkpoint the current step (main rank only; atomic; never a non-finite model)."""
+        self._check_parameters()
         self.run.save_checkpoint(self.step, self.state_dict(), keep=int(self.tcfg["keep_checkpoints"]))
 
     # ------------------------------------------------------------------ step
@@ -197,6 +198,7 @@ class Trainer:
                 if self.ema is not None:
                     self.ema.update_parameters(self.model)
                 if self.step % log_every == 0 or self.step == total:
+                    self._check_parameters()
                     rate = seen / max(time.perf_counter() - t0, 1e-9)
                     self.last_logs = {**logs, "examples_per_s": rate * self.dist.world_size}
                     self.run.log({"kind": "train", "step": self.step, **self.last_logs})
@@ -222,9 +224,12 @@ class Trainer:
         for k, v in logs.items():
             if isinstance(v, float | int) and not math.isfinite(v):
                 raise DivergenceError(f"non-finite '{k}' = {v} at step {self.step + 1}")
+
+    def _check_parameters(self) -> None:
+        """Refuse to log or checkpoint non-finite parameters (losses and gradients are checked every step)."""
         for name, p in self.model.named_parameters():
             if not torch.isfinite(p).all():
-                raise DivergenceError(f"parameter '{name}' became non-finite at step {self.step + 1}")
+                raise DivergenceError(f"parameter '{name}' became non-finite by step {self.step}")
 
 
 def _batch_len(batch: Any) -> int:
