@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +25,7 @@ from pathlib import Path
 import normflows as nf
 import torch
 
+from _bench import git_head, measure  # noqa: E402  (benchmarks/ is on sys.path)
 from symgen.flows import build_flow
 
 __all__ = ["build_normflows_glow", "main", "measure"]
@@ -53,34 +52,6 @@ def build_normflows_glow(
             latent = (c * 2 ** (levels + 1), h // 2**levels, w // 2**levels)
         q0.append(nf.distributions.DiagGaussian(latent, trainable=False))
     return nf.MultiscaleFlow(q0, flows, merges, class_cond=False)
-
-
-def measure(tasks: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, float]]:
-    """Best (wall, CPU) seconds per call of each task; calls interleave across tasks to share noise."""
-    wall: dict[str, list[float]] = {k: [] for k in tasks}
-    cpu: dict[str, list[float]] = {k: [] for k in tasks}
-    for fn in tasks.values():
-        fn()  # warm-up
-    for _ in range(repeats):
-        for k, fn in tasks.items():
-            w0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            wall[k].append(time.perf_counter() - w0)
-            cpu[k].append(time.process_time() - c0)
-    return {k: (min(wall[k]), min(cpu[k])) for k in tasks}
-
-
-def _git_head() -> str:
-    """``git rev-parse HEAD``, marked when the flows or this benchmark have uncommitted changes."""
-    try:
-        run = dict(cwd=ROOT, capture_output=True, text=True, check=True)
-        head = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "src/symgen/flows", "benchmarks"], **run
-        ).stdout
-        return head + (" + uncommitted changes" if dirty.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "uncommitted"
 
 
 def _train_step(log_prob: Callable[[], torch.Tensor], params: list) -> None:
@@ -155,7 +126,7 @@ def main() -> None:
         f"Command: `PYTHONPATH=src .venv/bin/python benchmarks/bench_flows.py --batch {args.batch} "
         f"--repeats {args.repeats} --threads {args.threads}{quick}`",
         "",
-        f"Seed 0; commit `{_git_head()}`; torch {torch.__version__}, normflows {nf.__version__}; "
+        f"Seed 0; commit `{git_head()}`; torch {torch.__version__}, normflows {nf.__version__}; "
         f"{platform.machine()} CPU, {args.threads} torch thread(s), {os.cpu_count()} cores (shared); batch "
         f"{args.batch}, float32, eval mode. Best of {args.repeats} interleaved calls; images/s from "
         "wall-clock "

@@ -23,15 +23,13 @@ import argparse
 import copy
 import os
 import platform
-import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 import symgen.data
+from _bench import git_head, measure  # noqa: E402  (benchmarks/ is on sys.path)
 from symgen.batches import TensorStream
 from symgen.config import resolve_config
 from symgen.models.base import DataInfo, StepContext
@@ -73,27 +71,6 @@ def _bare_context(model: LatentModel, rng: torch.Generator) -> StepContext:
         return 0.0
 
     return StepContext(step=0, device=torch.device("cpu"), generator=rng, _optimize=optimize)
-
-
-def measure(tasks: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, float]]:
-    """Best (wall, CPU) seconds per call of each task; calls interleave across tasks."""
-    wall: dict[str, list[float]] = {k: [] for k in tasks}
-    cpu: dict[str, list[float]] = {k: [] for k in tasks}
-    for _ in range(repeats):
-        for name, fn in tasks.items():
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            wall[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
-    return {k: (min(wall[k]), min(cpu[k])) for k in tasks}
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=ROOT).stdout.strip() or "uncommitted"  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "uncommitted"
 
 
 def main() -> None:
@@ -174,7 +151,7 @@ def main() -> None:
         f"- command: `{cmd}`",
         f"- seed: {args.seed}; torch {torch.__version__}, {args.threads} thread(s), {platform.machine()}, "
         f"{os.cpu_count()} CPUs (shared)",
-        f"- commit: `{_commit()}`",
+        f"- commit: `{git_head()}`",
         "",
     ])  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

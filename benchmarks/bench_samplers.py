@@ -32,37 +32,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from _bench import git_head, measure  # noqa: E402  (benchmarks/ is on sys.path)
 from symgen.diagnostics import effective_sample_size
 from symgen.samplers import HMC, Langevin, run_chain
 
 __all__ = ["main", "bench_overhead", "bench_ess", "bench_flops", "bench_memory", "ConvEnergy"]
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def git_head() -> str:
-    try:
-        run = dict(cwd=ROOT, capture_output=True, text=True, check=True)
-        head = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "src/symgen", "benchmarks"], **run).stdout
-        return head + (" + uncommitted changes" if dirty.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "uncommitted"
-
-
-def best_time(tasks: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, float]]:
-    """Best (wall, CPU) seconds per call; calls interleave across tasks so both see the same load."""
-    wall: dict[str, list[float]] = {k: [] for k in tasks}
-    cpu: dict[str, list[float]] = {k: [] for k in tasks}
-    for fn in tasks.values():
-        fn()
-    for _ in range(repeats):
-        for k, fn in tasks.items():
-            w0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            wall[k].append(time.perf_counter() - w0)
-            cpu[k].append(time.process_time() - c0)
-    return {k: (min(wall[k]), min(cpu[k])) for k in tasks}
 
 
 # ----------------------------------------------------------------------------------------- (a) overhead
@@ -95,7 +71,7 @@ def bench_overhead(repeats: int, n_steps: int = 50) -> list[tuple[str, float, fl
         if isinstance(energy, nn.Module):
             energy.requires_grad_(False)
         kernel = Langevin(step_size=0.01)
-        t = best_time(
+        t = measure(
             {
                 "bare": lambda e=energy, x=x0: bare_langevin(e, x, n_steps, 0.01),
                 "symgen": lambda e=energy, x=x0, k=kernel: run_chain(k, e, x, n_steps),
@@ -200,7 +176,7 @@ def gemm_gflops(repeats: int) -> dict[str, float]:
         a, b = torch.randn(n, n), torch.randn(n, n)
         an, bn = a.numpy(), b.numpy()
         xc, wc = torch.randn(64, n, 8, 8), b[:, :, None, None].contiguous()  # (4096 x n) @ (n x n)
-        t = best_time(
+        t = measure(
             {
                 "torch.mm": lambda a=a, b=b: a @ b,
                 "numpy": lambda a=an, b=bn: a @ b,
@@ -220,7 +196,7 @@ def bench_flops(repeats: int, n_steps: int = 10) -> dict[str, float]:
     x0 = torch.randn(64, 1, 28, 28)
     flops = step_flops(energy, x0)
     kernel = Langevin(step_size=0.01)
-    t = best_time({"chain": lambda: run_chain(kernel, energy, x0, n_steps)}, repeats)["chain"][1]
+    t = measure({"chain": lambda: run_chain(kernel, energy, x0, n_steps)}, repeats)["chain"][1]
     achieved = flops * n_steps / t / 1e9
     gemm = gemm_gflops(repeats)
     peak = max(gemm.values())

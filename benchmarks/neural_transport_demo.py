@@ -19,13 +19,13 @@ benchmarks/results/neural_transport.md and neural_transport.png).
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from _bench import git_head  # noqa: E402  (benchmarks/ is on sys.path)
 from symgen.data.toy2d import eight_gaussians
 from symgen.diagnostics import split_rhat
 from symgen.flows import build_flow
@@ -34,17 +34,6 @@ from symgen.samplers import HMC, NeuralTransport, run_chain
 __all__ = ["main", "fit_flow", "mode_weights"]
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def git_head() -> str:
-    """``git rev-parse HEAD``, marked when symgen or the benchmarks have uncommitted changes."""
-    try:
-        run = dict(cwd=ROOT, capture_output=True, text=True, check=True)
-        head = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "src/symgen", "benchmarks"], **run).stdout
-        return head + (" + uncommitted changes" if dirty.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "uncommitted"
 
 
 def fit_flow(steps: int, seed: int) -> tuple[torch.nn.Module, float, float, float]:

@@ -245,7 +245,7 @@ def _progress(total: int, start: int, enabled: bool) -> Any:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=start, desc="train", dynamic_ncols=True, leave=True)
+    return tqdm(total=total, initial=start, desc="train", dynamic_ncols=True, leave=True, mininterval=0.5)
 
 
 class _StopRequest:
