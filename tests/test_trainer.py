@@ -17,7 +17,7 @@ from symgen.rundir import RunDir
 from symgen.runs import train
 from symgen.trainer import DivergenceError
 
-FAST = ["data.batch_size=64", "train.log_every=10", "train.ckpt_every=50"]
+FAST = ["data.batch_size=64", "train.log_every=10", "train.ckpt_every=50", "model.lr_decay=0.998"]
 
 
 def _params(run_dir) -> dict[str, torch.Tensor]:
@@ -25,7 +25,9 @@ def _params(run_dir) -> dict[str, torch.Tensor]:
 
 
 def test_cli_resume_continues_exactly(tmp_path, symgen_cmd, subprocess_env):
-    """200 steps + resume to 400 == 400 steps straight (same seed), and the log says where it resumed."""
+    """200 steps + resume to 400 == 400 steps straight (same seed), and the log says where it resumed.
+
+    The learning rate decays every step, so the scheduler state must survive the resume too."""
     a, b = tmp_path / "a", tmp_path / "b"
     sets = sum((["--set", s] for s in FAST), [])
     base = symgen_cmd + ["train", "flow", "--data", "spiral", "--quiet"] + sets
@@ -35,6 +37,8 @@ def test_cli_resume_continues_exactly(tmp_path, symgen_cmd, subprocess_env):
         base + ["--set", "train.steps=400", "--out", str(a), "--resume"], check=True, env=subprocess_env
     )
     subprocess.run(base + ["--set", "train.steps=400", "--out", str(b)], check=True, env=subprocess_env)
+    lr = RunDir(a).load_latest()["optimizers"]["flow"]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(1e-3 * 0.998**400, rel=1e-9)
     records = RunDir(a).read_metrics()
     assert {"kind": "resume", "step": 200}.items() <= next(
         r for r in records if r["kind"] == "resume"

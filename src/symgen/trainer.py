@@ -77,6 +77,11 @@ class Trainer:
         self.optimizers = model.configure_optimizers()
         if not isinstance(self.optimizers, dict) or not self.optimizers:
             raise TypeError("configure_optimizers() must return a non-empty dict name -> Optimizer")
+        self.schedulers = model.configure_schedulers(self.optimizers)
+        unknown = set(self.schedulers) - set(self.optimizers)
+        if unknown:
+            names = sorted(self.optimizers)
+            raise KeyError(f"schedulers {sorted(unknown)} name no optimizer; optimizers: {names}")
         self.step = 0
         self.ema: AveragedModel | None = None
         if self.tcfg.get("ema_decay"):
@@ -96,6 +101,7 @@ class Trainer:
             "config": self.cfg,
             "model": self.model.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: sch.state_dict() for k, sch in self.schedulers.items()},
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "stream": self.stream.state_dict(),
             "generator": self.generator.get_state(),
@@ -109,6 +115,8 @@ class Trainer:
             raise ValueError(f"checkpoint optimizers {sorted(state['optimizers'])} do not match model's")
         for k, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][k])
+        for k, sch in self.schedulers.items():
+            sch.load_state_dict(state["schedulers"][k])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         self.stream.load_state_dict(state["stream"])
@@ -148,6 +156,8 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             raise DivergenceError(f"non-finite gradient for optimizer '{name}' at step {self.step + 1}")
         opt.step()
+        if name in self.schedulers:
+            self.schedulers[name].step()
         return float(norm)
 
     def _context(self) -> StepContext:

@@ -82,6 +82,12 @@ class GenerativeModel(nn.Module):
         """Named optimizers, e.g. ``{"prior": ..., "generator": ...}``."""
         raise NotImplementedError
 
+    def configure_schedulers(
+        self, optimizers: dict[str, torch.optim.Optimizer]
+    ) -> dict[str, torch.optim.lr_scheduler.LRScheduler]:
+        """Optional learning-rate schedulers keyed by optimizer name, stepped after each of its updates."""
+        return {}
+
     def training_step(self, batch: Tensor, ctx: StepContext) -> dict[str, float]:
         """One training step on ``batch``; call ``ctx.optimize`` for each update; return scalars to log."""
         raise NotImplementedError

@@ -45,8 +45,12 @@ class FlowModel(GenerativeModel):
         lr: float,
         weight_decay: float,
         n_bits: int,
+        lr_decay: float = 1.0,
     ) -> None:
         super().__init__()
+        if not 0.0 < lr_decay <= 1.0:
+            raise ValueError(f"model.lr_decay must be in (0, 1], got {lr_decay}")
+        self.lr_decay = lr_decay
         self.flow = flow
         self.kind = kind
         self.event_shape = tuple(event_shape)
@@ -59,6 +63,7 @@ class FlowModel(GenerativeModel):
             "flow_args": {},  # constructor arguments of the flow (checked against its signature)
             "lr": 1e-3,
             "weight_decay": 0.0,
+            "lr_decay": 1.0,  # learning rate multiplied by this after every step (1.0: constant)
             "n_bits": 8,  # images: bits of the discrete data (uniform dequantisation, bits/dim)
         }
 
@@ -77,10 +82,18 @@ class FlowModel(GenerativeModel):
             float(cfg["lr"]),
             float(cfg["weight_decay"]),
             int(cfg["n_bits"]),
+            float(cfg["lr_decay"]),
         )
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"flow": torch.optim.AdamW(self.flow.parameters(), lr=self.lr, weight_decay=self.weight_decay)}
+
+    def configure_schedulers(
+        self, optimizers: dict[str, torch.optim.Optimizer]
+    ) -> dict[str, torch.optim.lr_scheduler.LRScheduler]:
+        if self.lr_decay == 1.0:
+            return {}
+        return {"flow": torch.optim.lr_scheduler.ExponentialLR(optimizers["flow"], gamma=self.lr_decay)}
 
     def _prepare(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if self.kind != "image":
