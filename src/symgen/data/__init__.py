@@ -19,7 +19,10 @@ import inspect
 import os
 from typing import Any
 
-from symgen.data import masks
+from symgen.data import (
+    masks,
+    standard,  # noqa: F401  (registers mnist, cifar10, svhn, celeba)
+)
 from symgen.data.base import ImageData
 from symgen.data.digits import load_digits
 from symgen.data.images import load_path
