@@ -143,15 +143,11 @@ class Trainer:
         loss.backward()
         allreduce_gradients(params, self.dist)
         clip = self.tcfg.get("grad_clip")
-        grads = [p.grad for p in params if p.grad is not None]
         if clip:
             norm = torch.nn.utils.clip_grad_norm_(params, float(clip))
         else:
-            norm = (
-                torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-                if grads
-                else torch.zeros(())
-            )
+            grads = [p.grad for p in params if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
         if not torch.isfinite(norm):
             opt.zero_grad(set_to_none=True)
             raise DivergenceError(f"non-finite gradient for optimizer '{name}' at step {self.step + 1}")
