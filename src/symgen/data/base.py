@@ -1,6 +1,7 @@
 """The in-memory image dataset record :class:`ImageData` and the checks and conversions its readers share.
 
-Every image reader (:mod:`symgen.data.digits`, :mod:`symgen.data.standard`, :mod:`symgen.data.images`) returns an :class:`ImageData`:
+Every image reader (:mod:`symgen.data.digits`, :mod:`symgen.data.standard`, :mod:`symgen.data.images`)
+returns an :class:`ImageData`:
 float32 images ``(N, C, H, W)`` scaled to ``[-1, 1]`` and optional integer labels. The helpers here turn
 raw pixel arrays into that form (:func:`to_unit_range`), resize (:func:`resize_images`, bilinear with
 antialiasing, as ``torchvision.transforms.Resize`` does), and pick deterministic train/test splits
