@@ -139,8 +139,12 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
     )
     with pytest.raises(DivergenceError, match="step 3"):
         train(cfg, tmp_path / "r", progress=False)
-    state = RunDir(tmp_path / "r").load_latest()
-    assert state["step"] == 2
+    run = RunDir(tmp_path / "r")
+    state = run.load_latest()
+    # the parameters after step 2 gave the non-finite loss of step 3: the checkpoint kept is step 1's,
+    # the last whose parameters *and* loss were finite; step 2's is deleted, not left behind
+    assert state["step"] == 1
+    assert [p.name for p in run.checkpoints()] == ["step-0000001.pt"]
     assert torch.isfinite(state["model"]["w"]).all()
 
 

@@ -50,13 +50,33 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupted zip, foreign pickle, truncated file...
+    except Exception as exc:  # corrupted zip, foreign pickle, truncated file, device not available...
+        if _needs_missing_device(exc):
+            raise CheckpointError(
+                f"{path} holds tensors saved on a device this machine does not have; load it with "
+                "--device cpu (map_location='cpu')"
+            ) from None
         raise CheckpointError(
-            f"{path} is not a readable symgen checkpoint (corrupted or foreign file): {exc}"
-        ) from exc
+            f"{path} is not a readable symgen checkpoint (corrupted, foreign or unsafe file): {_reason(exc)}"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a symgen checkpoint (missing format tag '{FORMAT}')")
     return state
+
+
+def _reason(exc: Exception) -> str:
+    """The cause of a failed safe load, without torch's advice to retry with ``weights_only=False``
+    (which would execute the file's code: a symgen checkpoint never needs it)."""
+    noise = ("weights_only", "trust", "arbitrary code", "Please file an issue", "Check the documentation")
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    keep = [ln for ln in lines if not any(n in ln for n in noise)]
+    text = keep[0] if keep else type(exc).__name__
+    return text if len(text) < 300 else text[:300] + "..."
+
+
+def _needs_missing_device(exc: Exception) -> bool:
+    text = str(exc)
+    return "torch.cuda.is_available() is False" in text or "on a CUDA device" in text
 
 
 def rng_state() -> dict[str, Any]:

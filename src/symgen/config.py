@@ -28,6 +28,9 @@ __all__ = [
     "apply_overrides",
     "dump_yaml",
     "flat_keys",
+    "validate_config",
+    "resume_changes",
+    "RESUMABLE_KEYS_DOC",
 ]
 
 
@@ -60,6 +63,7 @@ def base_config() -> dict[str, Any]:
             "n_samples": 64,
             "keep_checkpoints": 2,
             "compile": False,  # opt-in torch.compile of the model
+            "tensorboard": False,  # also write scalars and sample grids to RUN/tensorboard/ (opt-in)
         },
         "seed": 0,
         "device": "cpu",
@@ -149,7 +153,18 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set expects key.sub=value with a non-empty dotted key, got {text!r}")
-    return key.split("."), yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({_yaml_problem(exc)})") from None
+    return key.split("."), value
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """``problem at line L, column C`` of a YAML error, without PyYAML's multi-line context dump."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def apply_overrides(cfg: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -169,8 +184,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    with path.open() as fh:
-        data = yaml.safe_load(fh) or {}
+    try:
+        with path.open() as fh:
+            data = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: invalid YAML: {_yaml_problem(exc)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a text (UTF-8) file") from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"config file {path} must contain a YAML mapping, got {type(data).__name__}")
     return dict(data)
@@ -198,4 +218,79 @@ def resolve_config(
         if name != model_name:
             raise ConfigError(f"config file {config_file} is for model '{name}', not '{model_name}'")
         cfg = merge(cfg, file_cfg)
-    return apply_overrides(cfg, overrides)
+    return validate_config(apply_overrides(cfg, overrides))
+
+
+_POSITIVE = ("log_every", "n_samples")
+_NON_NEGATIVE = ("steps", "ckpt_every", "sample_every", "eval_every", "keep_checkpoints")
+
+
+def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Check the values of the shared sections (ranges, evaluation names) before anything runs."""
+    train = cfg.get("train", {})
+    for key in _POSITIVE:
+        if key in train and (not isinstance(train[key], int) or train[key] < 1):
+            raise ConfigError(f"train.{key} must be a positive integer, got {train[key]!r}")
+    for key in _NON_NEGATIVE:
+        if key in train and (not isinstance(train[key], int) or train[key] < 0):
+            raise ConfigError(f"train.{key} must be an integer >= 0, got {train[key]!r}")
+    clip = train.get("grad_clip")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, int | float) or clip <= 0):
+        raise ConfigError(f"train.grad_clip must be a positive number or null, got {clip!r}")
+    decay = train.get("ema_decay")
+    if decay is not None and (
+        isinstance(decay, bool) or not isinstance(decay, int | float) or not 0 < decay < 1
+    ):
+        raise ConfigError(f"train.ema_decay must be a number in (0, 1) or null, got {decay!r}")
+    names = train.get("eval_metrics") or []
+    if names:
+        from symgen.registry import EVALS
+
+        unknown = [n for n in names if not isinstance(n, str) or n not in EVALS]
+        if unknown:
+            raise ConfigError(
+                f"train.eval_metrics: unknown evaluation(s) {unknown}; available: {', '.join(EVALS.names())}"
+            )
+    batch = cfg.get("data", {}).get("batch_size")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise ConfigError(f"data.batch_size must be a positive integer, got {batch!r}")
+    return cfg
+
+
+RESUMABLE_KEYS_DOC = (
+    "May change on resume (applied): every train.* key except train.ema_decay (steps, intervals, "
+    "evaluations, grad_clip, keep_checkpoints, ...), learning rates and their schedules (model keys "
+    "named lr or lr_*), device and data.root. Everything else (architecture, seed, data, batch size, "
+    "EMA) is fixed by the checkpoint: changing it is refused with the list of keys."
+)
+
+
+def _resumable(path: str) -> bool:
+    parts = path.split(".")
+    if parts[0] == "train":
+        return parts[1:2] != ["ema_decay"]
+    if parts[0] == "model":
+        return any(p == "lr" or p.startswith("lr_") for p in parts[1:])
+    return path in ("device", "data.root")
+
+
+def _leaf_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, Mapping) and isinstance(new, Mapping) and old and new:
+        keys = list(dict.fromkeys([*old, *new]))
+        return sum((_leaf_diff(old.get(k), new.get(k), f"{prefix}{k}.") for k in keys), [])
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def resume_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The config keys that differ between a run's stored config ``old`` and the resumed ``new``.
+
+    Raises :class:`ConfigError` listing every changed key that cannot change on resume (see
+    :data:`RESUMABLE_KEYS_DOC`); returns the (allowed) changed keys."""
+    changed = _leaf_diff(old, new)
+    refused = [k for k in changed if not _resumable(k)]
+    if refused:
+        raise ConfigError(
+            f"cannot change {', '.join(refused)} when resuming: these are fixed by the checkpoint "
+            "(start a new run with another --out instead). " + RESUMABLE_KEYS_DOC
+        )
+    return changed

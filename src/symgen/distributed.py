@@ -13,12 +13,21 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistInfo", "init_distributed", "broadcast_module", "allreduce_gradients", "cleanup"]
+__all__ = [
+    "resolve_device",
+    "DistInfo",
+    "init_distributed",
+    "broadcast_module",
+    "allreduce_gradients",
+    "gather_objects",
+    "cleanup",
+]
 
 
 @dataclass(frozen=True)
@@ -38,23 +47,45 @@ class DistInfo:
         return self.world_size > 1
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` ("cpu", "cuda", "cuda:N", "mps") as a ``torch.device``, checked to exist on this machine.
+
+    Raises ``ValueError`` naming ``--device`` and the accepted forms for anything else."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    text = str(device).strip().lower()
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()) or (index and kind != "cuda"):
+        raise ValueError(f"--device must be cpu, cuda, cuda:N or mps; got {device!r}")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            build = (
+                "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            )
+            raise ValueError(
+                f"--device {device}: this machine has no usable CUDA device (torch {torch.__version__}, "
+                f"{build}); use --device cpu"
+            )
+        if index and int(index) >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if kind == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    return torch.device(text)
+
+
 def init_distributed(device: str) -> tuple[DistInfo, torch.device]:
     """Join the process group described by torchrun's environment; return rank info and this rank's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = resolve_device(device)
     if world <= 1:
-        dev = torch.device(device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device cuda was requested but torch.cuda.is_available() is False")
         return DistInfo(), dev
     rank = int(os.environ["RANK"])
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda was requested but torch.cuda.is_available() is False")
+    if dev.type == "cuda":
         torch.cuda.set_device(local)
         dev, backend = torch.device("cuda", local), "nccl"
     else:
-        dev, backend = torch.device(device), "gloo"
+        backend = "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, rank=rank, world_size=world)
     return DistInfo(rank=rank, world_size=world, local_rank=local), dev
@@ -88,6 +119,15 @@ def allreduce_gradients(params: Iterable[torch.Tensor], info: DistInfo) -> None:
         n = g.numel()
         g.copy_(flat[offset : offset + n].view_as(g))
         offset += n
+
+
+def gather_objects(obj: Any, info: DistInfo) -> list[Any] | None:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank; ``None`` when not distributed."""
+    if not info.enabled:
+        return None
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def cleanup(info: DistInfo) -> None:

@@ -23,6 +23,7 @@ import json
 import math
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -50,9 +51,9 @@ def experiment_names() -> list[str]:
 
 
 def load_experiment(name: str) -> dict[str, Any]:
-    """Read and validate ``configs/experiments/<name>.yaml``."""
+    """Read and validate ``configs/experiments/<name>.yaml`` (names resolve inside that folder only)."""
     path = configs_root() / "experiments" / f"{name}.yaml"
-    if not path.is_file():
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or ".." in name or not path.is_file():
         from symgen.registry import closest
 
         raise ConfigError(
@@ -112,6 +113,8 @@ def run_one(
     t0 = time.perf_counter()
     if not _finished(out, int(cfg["train"]["steps"])):
         resume = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step-*.pt"))
+        if not resume and out.is_dir():  # a run of ours that died before its first checkpoint
+            shutil.rmtree(out)
         train(cfg, out, resume=resume, progress=progress)
     t_train = time.perf_counter() - t0
     results = evaluate_run(out, run.get("evals", evals), device=cfg["device"], seed=seed)
@@ -178,8 +181,12 @@ def reproduce(
     device: str | None = None,
     progress: bool = True,
 ) -> Path:
-    """Run every (run, seed) of experiment ``name`` and write ``results_dir/name.{md,json}``."""
+    """Run every (run, seed) of experiment ``name`` and write ``results_dir/name.{md,json}``, and the
+    page ``results_dir/name-runs.md`` with every run's training curves
+    (:func:`symgen.report.write_comparison`)."""
     from tqdm.auto import tqdm
+
+    from symgen.report import write_comparison
 
     exp = load_experiment(name)
     seeds = list(seeds or exp["seeds"])
@@ -210,9 +217,13 @@ def reproduce(
         "total_seconds": round(time.perf_counter() - t0, 1),
     }
     table = markdown_table(agg)
+    runs_page = write_comparison(
+        [r["run_dir"] for r in records], results_dir / f"{name}-runs.md", title=f"{name}: every run"
+    )
     md = results_dir / f"{name}.md"
     md.write_text(
-        f"# {name}\n\n{exp.get('description', '')}\n\n{table}\n\nmean ± sample std over seeds {seeds}.\n\n"
+        f"# {name}\n\n{exp.get('description', '')}\n\n{table}\n\nmean ± sample std over seeds {seeds}; "
+        f"training curves and final metrics of every run: [{runs_page.name}]({runs_page.name}).\n\n"
         + "\n".join(f"- {k}: `{v}`" for k, v in meta.items() if k not in ("description",))
         + "\n"
     )

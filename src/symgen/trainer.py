@@ -23,7 +23,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from symgen.batches import BatchStream
 from symgen.checkpoint import rng_state, set_rng_state
-from symgen.distributed import DistInfo, allreduce_gradients, broadcast_module
+from symgen.distributed import DistInfo, allreduce_gradients, broadcast_module, gather_objects
 from symgen.models.base import GenerativeModel, StepContext
 from symgen.rundir import RunDir
 
@@ -95,7 +95,18 @@ class Trainer:
         """The model used for sampling and evaluation (the EMA copy when enabled)."""
         return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
 
+    def _rank_state(self) -> dict[str, Any]:
+        """What differs between data-parallel ranks: the batch stream and the random generators."""
+        return {
+            "stream": self.stream.state_dict(),
+            "generator": self.generator.get_state(),
+            "rng": rng_state(),
+        }
+
     def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly; a collective call under torchrun (every rank's stream and
+        random state is gathered so that each rank resumes its own)."""
+        local = self._rank_state()
         return {
             "step": self.step,
             "config": self.cfg,
@@ -103,31 +114,46 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "schedulers": {k: sch.state_dict() for k, sch in self.schedulers.items()},
             "ema": self.ema.state_dict() if self.ema is not None else None,
-            "stream": self.stream.state_dict(),
-            "generator": self.generator.get_state(),
-            "rng": rng_state(),
+            **local,
+            "world_size": self.dist.world_size,
+            "ranks": gather_objects(local, self.dist),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a checkpoint; learning rates and scheduler settings of the *current* config are applied
+        on top of the restored optimizer state (resume with ``--set model.lr=...``)."""
         self.model.load_state_dict(state["model"])
         missing = set(self.optimizers) ^ set(state["optimizers"])
         if missing:
             raise ValueError(f"checkpoint optimizers {sorted(state['optimizers'])} do not match model's")
         for k, opt in self.optimizers.items():
+            fresh = [g["lr"] for g in opt.param_groups]
             opt.load_state_dict(state["optimizers"][k])
+            _apply_learning_rates(opt, fresh)
         for k, sch in self.schedulers.items():
-            sch.load_state_dict(state["schedulers"][k])
+            sch.load_state_dict(_with_settings_of(sch.state_dict(), state["schedulers"][k]))
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
-        self.stream.load_state_dict(state["stream"])
-        self.generator.set_state(state["generator"])
-        set_rng_state(state["rng"])
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.dist.world_size:
+            raise ValueError(
+                f"the checkpoint was written by a {saved_world}-process job; resume it with "
+                f"{saved_world} processes (this job has {self.dist.world_size}) so that every rank "
+                "continues its own batches"
+            )
+        own = state["ranks"][self.dist.rank] if state.get("ranks") else state
+        self.stream.load_state_dict(own["stream"])
+        self.generator.set_state(own["generator"])
+        set_rng_state(own["rng"])
         self.step = int(state["step"])
 
-    def save(self) -> None:
-        """Checkpoint the current step (main rank only; atomic; never a non-finite model)."""
+    def save(self, pending: bool = False) -> None:
+        """Checkpoint the current step (main rank writes; atomic; never a non-finite model).
+
+        ``pending``: the checkpoint becomes the latest only once the next step's loss is finite."""
         self._check_parameters()
-        self.run.save_checkpoint(self.step, self.state_dict(), keep=int(self.tcfg["keep_checkpoints"]))
+        state = self.state_dict()
+        self.run.save_checkpoint(self.step, state, keep=int(self.tcfg["keep_checkpoints"]), pending=pending)
 
     # ------------------------------------------------------------------ step
     def _optimize(self, name: str, loss: Tensor) -> float:
@@ -186,19 +212,36 @@ class Trainer:
         log_every, ckpt_every = int(self.tcfg["log_every"]), int(self.tcfg["ckpt_every"])
         sample_every, eval_every = int(self.tcfg["sample_every"]), int(self.tcfg["eval_every"])
         bar = _progress(total, self.step, self.progress)
+        try:
+            self._loop(total, log_every, ckpt_every, sample_every, eval_every, bar)
+        except DivergenceError:
+            self.run.discard()  # a pending checkpoint whose next loss was non-finite is not kept
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        self.save()
+        if self.sample_hook:
+            self.sample_hook(self)
+        if self.eval_hook:
+            self.eval_hook(self)
+        return self.last_logs
+
+    def _loop(
+        self, total: int, log_every: int, ckpt_every: int, sample_every: int, eval_every: int, bar: Any
+    ) -> None:
         t0, seen = time.perf_counter(), 0
+        keep = int(self.tcfg["keep_checkpoints"])
         with _StopRequest() as stop:
             while self.step < total:
                 if stop.requested:
                     self.save()
                     self.run.log({"kind": "interrupted", "step": self.step})
-                    if bar is not None:
-                        bar.close()
                     raise KeyboardInterrupt(f"interrupted at step {self.step}; checkpoint saved")
                 batch = self._to_device(next(self.stream))
                 self.model.train()
-                logs = self.model.training_step(batch, self._context())
-                self._check_finite(logs)
+                logs = self._training_step(batch)
+                self.run.promote(keep)  # the parameters of the pending checkpoint gave a finite loss
                 self.step += 1
                 seen += _batch_len(batch)
                 if self.ema is not None:
@@ -212,30 +255,80 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in list(logs.items())[:3]})
                 if ckpt_every and self.step % ckpt_every == 0 and self.step != total:
-                    self.save()
+                    self.save(pending=True)
                 if sample_every and self.sample_hook and self.step % sample_every == 0 and self.step != total:
                     self.sample_hook(self)
                 if eval_every and self.eval_hook and self.step % eval_every == 0 and self.step != total:
                     self.eval_hook(self)
-        if bar is not None:
-            bar.close()
-        self.save()
-        if self.sample_hook:
-            self.sample_hook(self)
-        if self.eval_hook:
-            self.eval_hook(self)
-        return self.last_logs
+
+    def _training_step(self, batch: Any) -> dict[str, float]:
+        """``model.training_step`` with every way of diverging turned into :class:`DivergenceError`:
+        non-finite losses, gradients or logged scalars, a flow's ``NonFiniteError``, and any error raised
+        while the parameters are already non-finite."""
+        from symgen.flows.base import NonFiniteError
+
+        try:
+            logs = self.model.training_step(batch, self._context())
+        except DivergenceError:
+            raise
+        except NonFiniteError as exc:
+            raise DivergenceError(f"non-finite values at step {self.step + 1}: {exc}") from exc
+        except Exception as exc:
+            bad = self._nonfinite_parameter()
+            if bad is not None:
+                raise DivergenceError(
+                    f"parameter '{bad}' became non-finite by step {self.step + 1} "
+                    f"({type(exc).__name__}: {exc})"
+                ) from exc
+            raise
+        self._check_finite(logs)
+        return logs
 
     def _check_finite(self, logs: dict[str, float]) -> None:
         for k, v in logs.items():
             if isinstance(v, float | int) and not math.isfinite(v):
                 raise DivergenceError(f"non-finite '{k}' = {v} at step {self.step + 1}")
 
-    def _check_parameters(self) -> None:
-        """Refuse to log or checkpoint non-finite parameters (losses and gradients are checked every step)."""
+    def _nonfinite_parameter(self) -> str | None:
         for name, p in self.model.named_parameters():
             if not torch.isfinite(p).all():
-                raise DivergenceError(f"parameter '{name}' became non-finite by step {self.step}")
+                return name
+        return None
+
+    def _check_parameters(self) -> None:
+        """Refuse to log or checkpoint non-finite parameters (losses and gradients are checked every step)."""
+        bad = self._nonfinite_parameter()
+        if bad is not None:
+            raise DivergenceError(f"parameter '{bad}' became non-finite by step {self.step}")
+
+
+def _apply_learning_rates(opt: torch.optim.Optimizer, fresh: list[float]) -> None:
+    """Rescale each restored parameter group so that its base learning rate is ``fresh`` (the current
+    config's), keeping the progress of any schedule: ``lr <- lr * fresh / base``."""
+    for group, new in zip(opt.param_groups, fresh, strict=True):
+        base = group.get("initial_lr", group["lr"])
+        if new != base:
+            group["lr"] = group["lr"] * (new / base) if base else new
+            if "initial_lr" in group:
+                group["initial_lr"] = new
+
+
+_SCHEDULE_PROGRESS = ("last_epoch", "_step_count", "_last_lr", "_get_lr_called_within_step", "_is_initial")
+
+
+def _with_settings_of(fresh: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
+    """A scheduler state with the progress of ``saved`` and the settings (decay rates, milestones, base
+    learning rates) of ``fresh``, the scheduler built from the current config."""
+    merged = dict(fresh)
+    for key in _SCHEDULE_PROGRESS:
+        if key in saved:
+            merged[key] = saved[key]
+    if "_last_lr" in saved and "base_lrs" in saved and "base_lrs" in fresh:
+        merged["_last_lr"] = [
+            last * (new / old) if old and new != old else last
+            for last, new, old in zip(saved["_last_lr"], fresh["base_lrs"], saved["base_lrs"], strict=True)
+        ]
+    return merged
 
 
 def _batch_len(batch: Any) -> int:

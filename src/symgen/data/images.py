@@ -79,9 +79,12 @@ def _center_crop(x: Tensor, size: int, source: object) -> Tensor:
 
 
 def _read_pil(path: Path, channels: int) -> np.ndarray:
-    """Decode one image to ``(H, W, channels)`` uint8."""
-    with Image.open(path) as img:
-        arr = np.asarray(img.convert("L" if channels == 1 else "RGB"))
+    """Decode one image to ``(H, W, channels)`` uint8; an unreadable file raises ``ValueError`` naming it."""
+    try:
+        with Image.open(path) as img:
+            arr = np.asarray(img.convert("L" if channels == 1 else "RGB"))
+    except (OSError, SyntaxError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+        raise ValueError(f"{path}: cannot decode this image file ({type(exc).__name__}: {exc})") from None
     return arr[..., None] if arr.ndim == 2 else arr
 
 
@@ -219,15 +222,27 @@ def load_npz(
     check_image_size(image_size)
     if not path.is_file():
         raise FileNotFoundError(f"npz: expected the file {path.name} in {path.parent}")
-    with np.load(path, allow_pickle=False) as archive:
-        key = next((k for k in _X_KEYS if k in archive.files), None)
-        if key is None:
-            raise ValueError(
-                f"{path}: no image array; expected one of {', '.join(_X_KEYS)}, found {archive.files}"
-            )
-        x_arr = archive[key]
-        y_key = next((k for k in _Y_KEYS if k in archive.files and k != key), None)
-        y_arr = archive[y_key] if y_key else None
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            key = next((k for k in _X_KEYS if k in archive.files), None)
+            if key is None:
+                raise ValueError(
+                    f"{path}: no image array; expected one of {', '.join(_X_KEYS)}, found {archive.files}"
+                )
+            x_arr = archive[key]
+            y_key = next((k for k in _Y_KEYS if k in archive.files and k != key), None)
+            y_arr = archive[y_key] if y_key else None
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        why = "neither a zip of arrays nor an array" if "pickle" in str(exc) else str(exc)
+        raise ValueError(f"{path}: not a readable .npz archive ({why}; symgen never unpickles)") from None
+    except (OSError, EOFError) as exc:  # random bytes, truncated zip
+        raise ValueError(f"{path}: not a readable .npz archive ({type(exc).__name__}: {exc})") from None
+    if not (np.issubdtype(x_arr.dtype, np.integer) or np.issubdtype(x_arr.dtype, np.floating)):
+        raise ValueError(
+            f"{path}: images '{key}' must be numbers (integer or float), got dtype {x_arr.dtype}"
+        )
     x_arr = _npz_layout(x_arr, layout, path)
     if y_arr is not None and (not np.issubdtype(y_arr.dtype, np.integer) or y_arr.shape != (len(x_arr),)):
         raise ValueError(
