@@ -30,6 +30,11 @@ class BatchStream:
     def __next__(self) -> Tensor:
         raise NotImplementedError
 
+    @property
+    def steps_per_epoch(self) -> int | None:
+        """Batches in one pass over the data (``None``: an infinite stream of fresh samples)."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}
 
@@ -58,6 +63,10 @@ class TensorStream(BatchStream):
         self.x, self.rank, self.world = x, rank, world_size
         self.perm = self._new_perm()
         self.pos = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.perm) // self.batch_size)
 
     def _new_perm(self) -> Tensor:
         perm = torch.randperm(len(self.x), generator=self.generator)

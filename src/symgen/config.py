@@ -53,7 +53,7 @@ def base_config() -> dict[str, Any]:
         },
         "train": {
             "steps": 2000,
-            "grad_clip": None,  # max global gradient norm per optimizer (None: no clipping)
+            "grad_clip": None,  # max gradient norm: a number for every optimizer, or {optimizer: number}
             "ema_decay": None,  # EMA of parameters used for sampling/eval (None: off)
             "log_every": 50,
             "ckpt_every": 500,
@@ -63,6 +63,7 @@ def base_config() -> dict[str, Any]:
             "n_samples": 64,
             "keep_checkpoints": 2,
             "compile": False,  # opt-in torch.compile of the model
+            "stages": [],  # training plan: [{name, steps, optimizers, lr}] (see symgen.stages); sets steps
             "tensorboard": False,  # also write scalars and sample grids to RUN/tensorboard/ (opt-in)
         },
         "seed": 0,
@@ -235,8 +236,21 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
         if key in train and (not isinstance(train[key], int) or train[key] < 0):
             raise ConfigError(f"train.{key} must be an integer >= 0, got {train[key]!r}")
     clip = train.get("grad_clip")
-    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, int | float) or clip <= 0):
-        raise ConfigError(f"train.grad_clip must be a positive number or null, got {clip!r}")
+    clips = list(clip.values()) if isinstance(clip, Mapping) else [clip]
+    if clip is not None and any(
+        c is not None and (isinstance(c, bool) or not isinstance(c, int | float) or c <= 0) for c in clips
+    ):
+        raise ConfigError(
+            f"train.grad_clip must be a positive number, a mapping optimizer -> number, or null; got {clip!r}"
+        )
+    if train.get("stages"):
+        from symgen.stages import parse_stages
+
+        try:
+            stages = parse_stages(train["stages"])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        train["steps"] = stages[-1].end  # a staged run lasts the sum of its stages
     decay = train.get("ema_decay")
     if decay is not None and (
         isinstance(decay, bool) or not isinstance(decay, int | float) or not 0 < decay < 1

@@ -26,6 +26,7 @@ from symgen.checkpoint import rng_state, set_rng_state
 from symgen.distributed import DistInfo, allreduce_gradients, broadcast_module, gather_objects
 from symgen.models.base import GenerativeModel, StepContext
 from symgen.rundir import RunDir
+from symgen.stages import Stage, parse_stages, stage_at
 
 __all__ = ["Trainer", "DivergenceError", "seed_everything"]
 
@@ -82,6 +83,9 @@ class Trainer:
         if unknown:
             names = sorted(self.optimizers)
             raise KeyError(f"schedulers {sorted(unknown)} name no optimizer; optimizers: {names}")
+        self.stages = parse_stages(self.tcfg.get("stages"), list(self.optimizers))
+        self._clip = _clip_by_optimizer(self.tcfg.get("grad_clip"), list(self.optimizers))
+        self.stage: Stage | None = None
         self.step = 0
         self.ema: AveragedModel | None = None
         if self.tcfg.get("ema_decay"):
@@ -126,8 +130,12 @@ class Trainer:
         missing = set(self.optimizers) ^ set(state["optimizers"])
         if missing:
             raise ValueError(f"checkpoint optimizers {sorted(state['optimizers'])} do not match model's")
+        step = int(state["step"])
         for k, opt in self.optimizers.items():
             fresh = [g["lr"] for g in opt.param_groups]
+            for stage in self.stages:  # base rates set by the stages started so far
+                if stage.start <= step and k in stage.lr:
+                    fresh = [stage.lr[k]] * len(fresh)
             opt.load_state_dict(state["optimizers"][k])
             _apply_learning_rates(opt, fresh)
         for k, sch in self.schedulers.items():
@@ -157,18 +165,23 @@ class Trainer:
 
     # ------------------------------------------------------------------ step
     def _optimize(self, name: str, loss: Tensor) -> float:
+        """Back-propagate ``loss`` into optimizer ``name``'s own parameters only (other optimizers'
+        ``.grad`` stay untouched), average over ranks, clip, step; a no-op for a frozen optimizer."""
         if name not in self.optimizers:
             raise KeyError(f"unknown optimizer '{name}'; the model configured {sorted(self.optimizers)}")
         if not torch.isfinite(loss.detach()).all():
             raise DivergenceError(
                 f"non-finite loss for optimizer '{name}' at step {self.step + 1}: {loss.item()}"
             )
+        if self.stage is not None and not self.stage.updates(name):
+            return 0.0
         opt = self.optimizers[name]
-        params = [p for g in opt.param_groups for p in g["params"]]
+        params = [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if params and loss.requires_grad:
+            loss.backward(inputs=params)
         allreduce_gradients(params, self.dist)
-        clip = self.tcfg.get("grad_clip")
+        clip = self._clip.get(name)
         if clip:
             norm = torch.nn.utils.clip_grad_norm_(params, float(clip))
         else:
@@ -189,7 +202,38 @@ class Trainer:
             generator=self.generator,
             world_size=self.dist.world_size,
             _optimize=self._optimize,
+            stage=self.stage.name if self.stage is not None else None,
+            steps_per_epoch=self.stream.steps_per_epoch,
         )
+
+    def _enter_stage(self) -> None:
+        """Switch to the stage of the next step: freeze the optimizers it does not update and, at the
+        stage's first step, set the base learning rates it names."""
+        stage = stage_at(self.stages, self.step)
+        if stage is None or stage is self.stage:
+            return
+        self.stage = stage
+        owned = {
+            id(p)
+            for k, o in self.optimizers.items()
+            if stage.updates(k)
+            for g in o.param_groups
+            for p in g["params"]
+        }
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    p.requires_grad_(id(p) in owned)
+        if self.step == stage.start:
+            for k, lr in stage.lr.items():
+                sch = self.schedulers.get(k)
+                for i, group in enumerate(self.optimizers[k].param_groups):
+                    group["lr"] = lr
+                    if "initial_lr" in group:
+                        group["initial_lr"] = lr
+                    if sch is not None:
+                        sch.base_lrs[i] = lr
+        self.run.log({"kind": "stage", "step": self.step, "stage": stage.name})
 
     def _to_device(self, batch: Any) -> Any:
         if isinstance(batch, Tensor):
@@ -238,6 +282,7 @@ class Trainer:
                     self.save()
                     self.run.log({"kind": "interrupted", "step": self.step})
                     raise KeyboardInterrupt(f"interrupted at step {self.step}; checkpoint saved")
+                self._enter_stage()
                 batch = self._to_device(next(self.stream))
                 self.model.train()
                 logs = self._training_step(batch)
@@ -300,6 +345,20 @@ class Trainer:
         bad = self._nonfinite_parameter()
         if bad is not None:
             raise DivergenceError(f"parameter '{bad}' became non-finite by step {self.step}")
+
+
+def _clip_by_optimizer(clip: Any, names: list[str]) -> dict[str, float]:
+    """``train.grad_clip`` (a number for every optimizer, or a mapping by optimizer name) as a mapping."""
+    if clip is None:
+        return {}
+    if isinstance(clip, dict):
+        unknown = sorted(set(clip) - set(names))
+        if unknown:
+            raise ValueError(
+                f"train.grad_clip names unknown optimizer(s) {unknown}; the model has {sorted(names)}"
+            )
+        return {k: float(v) for k, v in clip.items() if v is not None}
+    return {k: float(clip) for k in names}
 
 
 def _apply_learning_rates(opt: torch.optim.Optimizer, fresh: list[float]) -> None:

@@ -39,8 +39,11 @@ class DataInfo:
 class StepContext:
     """Services the trainer offers to ``GenerativeModel.training_step``.
 
-    ``optimize(name, loss)`` zero-grads, back-propagates, averages gradients across data-parallel
-    ranks, clips them and steps the optimizer (and its scheduler) called ``name``.
+    ``optimize(name, loss)`` zero-grads, back-propagates into the parameters of optimizer ``name`` only,
+    averages gradients across data-parallel ranks, clips them and steps that optimizer (and its
+    scheduler). ``stage`` names the current stage of a staged training plan (``None`` without one);
+    ``epoch`` counts passes over the training set (``steps_per_epoch`` batches each; ``None`` for
+    infinite toy streams, where ``epoch`` stays 0).
     """
 
     step: int
@@ -48,6 +51,13 @@ class StepContext:
     generator: torch.Generator
     world_size: int = 1
     _optimize: Callable[[str, Tensor], float] | None = field(default=None, repr=False)
+    stage: str | None = None
+    steps_per_epoch: int | None = None
+
+    @property
+    def epoch(self) -> int:
+        """Completed passes over the training data before this step."""
+        return self.step // self.steps_per_epoch if self.steps_per_epoch else 0
 
     def optimize(self, name: str, loss: Tensor) -> float:
         """Minimise ``loss`` by one step of the optimizer ``name``; returns the pre-clip gradient norm."""

@@ -1,0 +1,135 @@
+"""Training plans with stages, optimizer ownership, per-optimizer clipping and the epoch context."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from symgen.config import ConfigError, resolve_config
+from symgen.models.base import DataInfo, GenerativeModel, StepContext
+from symgen.registry import MODELS
+from symgen.rundir import RunDir
+from symgen.runs import train
+
+
+class _TwoPlayer(GenerativeModel):
+    """Two players with alternating updates; records what the trainer showed it."""
+
+    name = "_two_player_test"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(2, 1)
+        self.b = torch.nn.Linear(2, 1)
+        self.seen: list[tuple[int, str | None, int, bool]] = []
+        self.grads_of_b_after_a: list[Any] = []
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {"lr": 0.05}
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any], data: DataInfo) -> _TwoPlayer:
+        m = cls()
+        m.lr = cfg["lr"]
+        return m
+
+    def configure_optimizers(self):
+        return {
+            "a": torch.optim.Adam(self.a.parameters(), lr=self.lr),
+            "b": torch.optim.Adam(self.b.parameters(), lr=self.lr),
+        }
+
+    def training_step(self, batch, ctx: StepContext):
+        self.seen.append((ctx.step, ctx.stage, ctx.epoch, self.b.weight.requires_grad))
+        # both losses depend on both players, as in a GAN
+        loss_a = (self.a(batch) * self.b(batch)).mean() + (self.a(batch) ** 2).mean()
+        marker = torch.full_like(self.b.weight, 7.0)
+        self.b.weight.grad = marker.clone()
+        ctx.optimize("a", loss_a)
+        self.grads_of_b_after_a.append(torch.equal(self.b.weight.grad, marker))
+        self.b.weight.grad = None
+        loss_b = ((self.a(batch) - self.b(batch)) ** 2).mean()
+        ctx.optimize("b", loss_b)
+        return {"la": float(loss_a.detach()), "lb": float(loss_b.detach())}
+
+    def sample(self, n, generator=None):
+        return torch.zeros(n, 2)
+
+
+if _TwoPlayer.name not in MODELS:
+    MODELS.add(_TwoPlayer.name, _TwoPlayer)
+
+STAGES = "train.stages=[{name: a_only, steps: 4, optimizers: [a]}, {name: both, steps: 6, lr: {b: 0.01}}]"
+
+
+def _cfg(*extra: str) -> dict:
+    return resolve_config(
+        _TwoPlayer.name,
+        overrides=["data.name=moons", "data.batch_size=16", "train.log_every=1", "train.ckpt_every=3", *extra],
+    )
+
+
+def test_optimizer_updates_leave_the_other_players_grad_untouched(tmp_path):
+    trainer = train(_cfg("train.steps=3"), tmp_path / "r", progress=False)
+    assert trainer.model.grads_of_b_after_a == [True, True, True]
+
+
+def test_stages_freeze_optimizers_and_set_learning_rates(tmp_path):
+    cfg = _cfg(STAGES)
+    assert cfg["train"]["steps"] == 10
+    trainer = train(cfg, tmp_path / "r", progress=False)
+    m = trainer.model
+    assert [s[1] for s in m.seen] == ["a_only"] * 4 + ["both"] * 6
+    assert [s[3] for s in m.seen] == [False] * 4 + [True] * 6  # b frozen in the first stage
+    ckpts = {int(p.stem.split("-")[1]): p for p in RunDir(tmp_path / "r").checkpoints()}
+    state = torch.load(ckpts[10], weights_only=True)
+    assert state["optimizers"]["b"]["param_groups"][0]["lr"] == 0.01
+    # b's optimizer had no state change during the frozen stage: it took exactly 6 steps
+    assert int(state["optimizers"]["b"]["state"][0]["step"]) == 6
+    assert int(state["optimizers"]["a"]["state"][0]["step"]) == 10
+
+
+def test_resume_in_the_middle_of_a_stage_is_exact(tmp_path):
+    straight = train(_cfg(STAGES), tmp_path / "s", progress=False)
+    cut = STAGES.replace("steps: 6", "steps: 2")
+    train(_cfg(cut, "train.keep_checkpoints=0"), tmp_path / "r", progress=False)  # stops at step 6, stage 2
+    resumed = train(_cfg(STAGES), tmp_path / "r", resume=True, progress=False)
+    for k, v in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[k], v, rtol=0, atol=0)
+    assert [s[1] for s in resumed.model.seen] == ["both"] * 4
+
+
+def test_grad_clip_by_optimizer_and_bad_stage_specs(tmp_path):
+    trainer = train(_cfg("train.steps=2", "train.grad_clip={a: 0.001}"), tmp_path / "r", progress=False)
+    assert set(trainer._clip) == {"a"}
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        train(_cfg("train.steps=2", "train.grad_clip={c: 1.0}"), tmp_path / "r2", progress=False)
+    with pytest.raises(ConfigError, match="steps"):
+        _cfg("train.stages=[{name: x, steps: 0}]")
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        train(_cfg("train.stages=[{name: x, steps: 2, optimizers: [zz]}]"), tmp_path / "r3", progress=False)
+
+
+def test_epoch_counts_passes_over_the_training_set(tmp_path):
+    n = 120  # digits: 1437 training images / 100 per batch = 14 batches per epoch
+    cfg = resolve_config(
+        _TwoPlayer.name,
+        overrides=["data.name=digits", "data.batch_size=100", f"train.steps={n}", "train.log_every=50"],
+    )
+    # the toy model takes (B, 2) inputs: flatten digits' first two pixels
+    orig = _TwoPlayer.training_step
+
+    def step(self, batch, ctx):
+        return orig(self, batch.flatten(1)[:, :2], ctx)
+
+    _TwoPlayer.training_step = step
+    try:
+        trainer = train(cfg, tmp_path / "r", progress=False)
+    finally:
+        _TwoPlayer.training_step = orig
+    per = trainer.stream.steps_per_epoch
+    assert per == len(trainer.stream.perm) // 100
+    assert [s[2] for s in trainer.model.seen] == [i // per for i in range(n)]
