@@ -23,7 +23,7 @@ install: $(STAMP)
 demo: install
 	rm -rf $(DEMO_DIR)
 	OMP_NUM_THREADS=1 $(VENV)/bin/symgen train lfbm --config configs/lfbm/digits.yaml --out $(DEMO_DIR)
-	OMP_NUM_THREADS=1 $(VENV)/bin/symgen eval $(DEMO_DIR) --metrics samples recon_mse inpaint_mse interpolation latent_density fd_clf
+	OMP_NUM_THREADS=1 $(VENV)/bin/symgen eval $(DEMO_DIR) --metrics samples recon_mse inpaint_mse interpolation_prior interpolation_posterior latent_density fd_clf
 	@echo "demo finished: open $(DEMO_DIR)/report.md"
 
 lint: install

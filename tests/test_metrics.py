@@ -136,6 +136,36 @@ def test_frechet_distance_matches_scipy_and_gaussian_closed_form():
     assert frechet_distance(x, y) == pytest.approx(exact, abs=0.05)
 
 
+def _quantise_like_old_torchmetrics(f: torch.Tensor) -> torch.Tensor:
+    """What ``FrechetInceptionDistance(normalize=True)`` did to custom features before torchmetrics 1.4."""
+    return (f * 255).byte().double()
+
+
+def test_frechet_distance_does_not_quantise_small_or_negative_features():
+    # Features with spread ~1e-3 around negative means: a uint8 cast (``(f * 255).byte()``) maps them all
+    # to a few integer levels (wrapping the negatives), which changes the distance completely.
+    torch.manual_seed(1)
+    a = torch.randn(300, 4, dtype=torch.float64) * 1e-3 - 2e-3
+    b = torch.randn(300, 4, dtype=torch.float64) * 2e-3 - 1e-3
+    reference = _scipy_frechet(a.numpy(), b.numpy())
+    quantised = _scipy_frechet(
+        _quantise_like_old_torchmetrics(a).numpy(), _quantise_like_old_torchmetrics(b).numpy()
+    )
+    assert abs(quantised - reference) > 1e3 * reference  # the check below can tell the two apart
+    assert frechet_distance(a, b) == pytest.approx(reference, rel=1e-6)
+
+
+def test_classifier_trains_on_the_digits_training_split_only():
+    from symgen.data.digits import load_digits
+
+    x_train, y_train, x_test, y_test = feat.classifier_splits("digits")
+    rows = {tuple(r.tolist()) for r in load_digits("train").x.reshape(-1, 64)}
+    assert {tuple(r.tolist()) for r in x_train.reshape(-1, 64)} == rows
+    torch.testing.assert_close(x_test, load_digits("test").x)  # fd_clf's reference images
+    torch.testing.assert_close(y_test, load_digits("test").y)
+    assert len(x_train) == len(y_train) == 1797 - len(x_test)
+
+
 def test_kernel_distance_matches_numpy_polynomial_mmd():
     torch.manual_seed(0)
     a, b = torch.randn(60, 4, dtype=torch.float64), torch.randn(60, 4, dtype=torch.float64) + 0.5

@@ -13,15 +13,16 @@ from torch import nn
 
 import symgen.data
 from symgen.data.base import ImageData
+from symgen.data.masks import PATCH_COUNTS, patch_count
 from symgen.evaluation import EvalContext
 from symgen.metrics.anomaly import auprc
 from symgen.models.latent import InferenceSpec, LatentModel
 from symgen.models.priors import FlowPrior, GaussianPrior
 from symgen.tasks.anomaly import anomaly_splits, eval_anomaly_auprc
 from symgen.tasks.inpaint import eval_inpaint_mse
-from symgen.tasks.interpolate import interpolate_latents
+from symgen.tasks.interpolate import interpolate_latents, prior_interpolation
 from symgen.tasks.latent_density import principal_axes
-from symgen.tasks.occlusion import OcclusionSpec, occlusion_mask, square_side
+from symgen.tasks.occlusion import OcclusionSpec, _image_keys, hash_uniform, occlusion_mask, square_side
 from symgen.tasks.reconstruct import eval_recon_mse
 from symgen.tasks.recovery import eval_recovery_mse
 
@@ -95,15 +96,63 @@ def test_inpaint_mse_uses_only_visible_pixels_and_scores_hidden_ones():
     assert out["inpaint_mse"] == pytest.approx(float(expected), rel=1e-3)
 
 
-def test_recovery_mse_scores_the_training_masks():
+def short_chain_completion_error(model: LatentModel, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Expected squared error per pixel of g(z) on [-1, 1], z after the *training* chain, in closed form.
+
+    For the masked linear-Gaussian posterior, grad log p(z|x) = -P z + h with P = I + W_o'W_o / sigma^2, so
+    K Langevin steps z <- z + s^2/2 (-P z + h) + s eps from N(0, I) give z ~ N(m_K, C_K) with
+    m_{k+1} = A m_k + s^2/2 h, C_{k+1} = A C_k A' + s^2 I, A = I - s^2/2 P.
+    """
+    w, b = model.generator.weight.detach(), model.generator.bias.detach()
+    steps, s = model.inference.steps, model.inference.step_size
+    out = []
+    for xi, mi in zip(x.reshape(len(x), -1), mask.reshape(len(x), -1)):
+        obs = mi.bool()
+        wo = w[obs]
+        eye = torch.eye(w.shape[1])
+        a = eye - s**2 / 2 * (eye + wo.T @ wo / SIGMA**2)
+        h = wo.T @ (xi[obs] - b[obs]) / SIGMA**2
+        m, c = torch.zeros(w.shape[1]), eye.clone()
+        for _ in range(steps):
+            m, c = a @ m + s**2 / 2 * h, a @ c @ a.T + s**2 * eye
+        out.append((xi - (w @ m + b)).pow(2) + ((w @ c) * w).sum(1))
+    return torch.stack(out).view_as(x)
+
+
+def test_recovery_mse_uses_the_training_chain_and_the_unit_pixel_scale():
+    # Official protocol: z from the training chain (20 noisy steps, s = 0.1, from N(0, I)); MSE of the
+    # hidden pixels on [0, 1] = 1/4 of the [-1, 1] MSE. Closed form of the chain's Gaussian law.
+    torch.manual_seed(3)
+    model, data = linear_model(side=4), images(3000, side=4, seed=5)
+    occ = {"kind": "salt_and_pepper", "rate": 0.4, "size": 0.0, "seed": 3}
+    ctx = make_ctx(model, train=data, occlusion=occ)
+    ctx.cfg["model"]["tasks"].update(max_images=3000, batch_size=1000, recovery_chain="both")
+    out = eval_recovery_mse(ctx)
+    assert set(out) == {"recovery_mse", "recovery_mse_test_chain"}
+    mask = occlusion_mask(data.x, OcclusionSpec.from_config(occ))
+    hidden = mask == 0
+    expected = float(short_chain_completion_error(model, data.x, mask)[hidden].mean()) / 4
+    assert out["recovery_mse"] == pytest.approx(expected, rel=0.04)  # Monte Carlo over ~19k hidden pixels
+    long_chain = float((map_completion(model, data.x, mask) - data.x).pow(2)[hidden].mean()) / 4
+    assert out["recovery_mse_test_chain"] == pytest.approx(long_chain, rel=1e-3)
+    assert abs(expected - long_chain) > 0.2 * long_chain  # the two chains are distinguishable here
+
+
+def test_recovery_mse_default_is_the_training_chain_only():
     torch.manual_seed(2)
     model, data = linear_model(side=4), images(16, side=4)
     occ = {"kind": "salt_and_pepper", "rate": 0.4, "size": 0.0, "seed": 3}
-    out = eval_recovery_mse(make_ctx(model, train=data, occlusion=occ))
+    ctx = make_ctx(model, train=data, occlusion=occ)
+    del ctx.cfg["model"]["tasks"]["max_images"]  # the defaults of symgen.tasks.common fill the gaps
+    assert set(eval_recovery_mse(ctx)) == {"recovery_mse"}
+    ctx.cfg["model"]["tasks"]["recovery_chain"] = "test"
+    out = eval_recovery_mse(ctx)
     mask = occlusion_mask(data.x, OcclusionSpec.from_config(occ))
-    hidden = mask == 0
     err = (map_completion(model, data.x, mask) - data.x).pow(2)
-    assert out["recovery_mse"] == pytest.approx(float(err[hidden].mean()), rel=1e-3)
+    assert out == {"recovery_mse_test_chain": pytest.approx(float(err[mask == 0].mean()) / 4, rel=1e-3)}
+    ctx.cfg["model"]["tasks"]["recovery_chain"] = "long"
+    with pytest.raises(ValueError, match="recovery_chain"):
+        eval_recovery_mse(ctx)
     with pytest.raises(ValueError, match="occlusion"):
         eval_recovery_mse(make_ctx(model, train=data, occlusion={"kind": "none"}))
 
@@ -184,6 +233,37 @@ def test_occlusion_masks_are_fixed_per_image_and_have_the_requested_size():
         OcclusionSpec("blur")
 
 
+def test_official_patch_counts_per_rate():
+    assert [patch_count(r) for r in (0.3, 0.5, 0.7)] == [24, 48, 90]
+    assert PATCH_COUNTS[30] == 24 and PATCH_COUNTS[50] == 48 and PATCH_COUNTS[70] == 90
+    with pytest.raises(ValueError, match="official"):
+        patch_count(0.33)
+    with pytest.raises(ValueError, match="official"):
+        OcclusionSpec("patches", rate=0.45)
+
+
+@pytest.mark.parametrize(("rate", "count"), [(0.3, 24), (0.5, 48), (0.7, 90)])
+def test_patch_occlusion_is_the_union_of_the_official_number_of_8x8_patches(rate: float, count: int):
+    x = images(200, side=64, seed=6).x
+    spec = OcclusionSpec("patches", rate=rate, size=8 / 64, seed=2)
+    m = occlusion_mask(x, spec)
+    # reference: paint `count` 8x8 squares per image, one by one, at the hashed corners
+    u = hash_uniform(_image_keys(x, 2), 2 * count).view(len(x), 2, count)
+    corners = (u * 57).floor().long()  # 64 - 8 + 1 positions per axis
+    ref = torch.ones(len(x), 1, 64, 64)
+    for i in range(len(x)):
+        for k in range(count):
+            top, left = int(corners[i, 0, k]), int(corners[i, 1, k])
+            ref[i, 0, top : top + 8, left : left + 8] = 0
+    torch.testing.assert_close(m, ref)
+    hidden = (1 - m).flatten(1).sum(1)
+    assert (hidden <= count * 64).all() and (hidden >= 64).all()
+    assert abs(float(1 - m.mean()) - rate) < 0.06  # the official counts give roughly the nominal rate
+    torch.testing.assert_close(occlusion_mask(x[5:6], spec)[0], m[5])  # fixed per image
+    assert OcclusionSpec("patches", rate=0.5).size == 0.0  # 0 means the official 8/64
+    torch.testing.assert_close(occlusion_mask(x[:4], OcclusionSpec("patches", rate=rate, seed=2)), m[:4])
+
+
 # --------------------------------------------------------------------------- pictures' numerics
 
 
@@ -195,6 +275,25 @@ def test_principal_axes_match_sklearn_pca():
     ref = PCA(2).fit(z.double().numpy())
     np.testing.assert_allclose(mean.numpy(), ref.mean_, atol=1e-10)
     np.testing.assert_allclose(np.abs(axes.T.numpy() @ ref.components_.T), np.eye(2), atol=1e-8)
+
+
+def test_prior_interpolation_pushes_a_segment_between_two_base_draws_through_the_flow():
+    # official print_intepolation: u_a, u_b ~ N(0, I), (1 - t) u_a + t u_b, then z = f(u); nothing inferred
+    torch.manual_seed(6)
+    prior = FlowPrior(3, "glow_vector", depth=2, width=16).eval()
+    path = prior_interpolation(prior, 4, 5, torch.Generator().manual_seed(11))
+    g = torch.Generator().manual_seed(11)
+    u_a, u_b = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+    assert path.shape == (4, 5, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(path[:, 0], prior.from_base(u_a), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(path[:, -1], prior.from_base(u_b), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(path[:, 1], prior.from_base(0.75 * u_a + 0.25 * u_b), rtol=1e-5, atol=1e-5)
+        base = prior.to_base(path.reshape(-1, 3)).reshape(4, 5, 3)
+    steps = base[:, 1:] - base[:, :-1]  # equal steps along a straight line in the base space
+    torch.testing.assert_close(steps, steps[:, :1].expand_as(steps), rtol=1e-3, atol=1e-4)
+    gaussian = prior_interpolation(GaussianPrior(3), 4, 5, torch.Generator().manual_seed(11))
+    torch.testing.assert_close(gaussian[:, 0], u_a)  # identity map for the Gaussian prior
 
 
 def test_interpolation_is_linear_in_the_flow_base_space():

@@ -9,6 +9,9 @@ Convention (the LFBM paper's :math:`m`): **1 = observed (visible) pixel, 0 = mis
   "single region mask").
 * :func:`salt_and_pepper`: each pixel missing independently with probability ``p`` (or exactly
   ``round(p H W)`` pixels per image with ``exact=True``) (LFBM Sec. 4.6, 30/50/70 %).
+* :func:`patches_mask` and :data:`PATCH_COUNTS`: the union of several ``size x size`` holes. The LFBM
+  official code's "salt and pepper" occlusion (``train_flexible_priors.py``) is not per pixel: it hides
+  random 8x8 patches on 64x64 images, 24 / 48 / 90 of them for a nominal 30 / 50 / 70 %.
 
 Random masks take a ``generator`` or a ``seed`` (not both) and are reproducible given either. The random
 numbers are drawn on the generator's device (the CPU unless given a CUDA generator) and the mask is moved
@@ -27,6 +30,9 @@ __all__ = [
     "center_square",
     "random_square",
     "salt_and_pepper",
+    "patches_mask",
+    "patch_count",
+    "PATCH_COUNTS",
     "apply_mask",
     "check_mask",
     "make_mask",
@@ -79,6 +85,42 @@ def _square_mask(top: Tensor, left: Tensor, size: int, h: int, w: int) -> Tensor
     in_rows = (rows >= top[:, None]) & (rows < top[:, None] + size)
     in_cols = (cols >= left[:, None]) & (cols < left[:, None] + size)
     return ~(in_rows[:, :, None] & in_cols[:, None, :])[:, None]
+
+
+def patches_mask(top: Tensor, left: Tensor, size: int, h: int, w: int) -> Tensor:
+    """``(N, 1, H, W)`` bool mask, False on the union of the ``K`` squares of side ``size`` with top-left
+    corners ``(top[n, k], left[n, k])`` (``top``, ``left``: ``(N, K)`` integer tensors); patches may
+    overlap."""
+    if top.shape != left.shape or top.dim() != 2:
+        raise ValueError(
+            f"top and left must both have shape (N, K), got {tuple(top.shape)}, {tuple(left.shape)}"
+        )
+    rows = torch.arange(h, device=top.device)
+    cols = torch.arange(w, device=top.device)
+    in_rows = (rows >= top[..., None]) & (rows < top[..., None] + size)  # (N, K, H)
+    in_cols = (cols >= left[..., None]) & (cols < left[..., None] + size)  # (N, K, W)
+    hidden = (in_rows[..., :, None] & in_cols[..., None, :]).any(dim=1)  # (N, H, W)
+    return ~hidden[:, None]
+
+
+PATCH_COUNTS: dict[int, int] = {
+    10: 7, 20: 15, 30: 24, 40: 35, 50: 48, 55: 56, 60: 65, 65: 76, 70: 90, 75: 108, 80: 134, 85: 176, 90: 250,
+}  # fmt: skip
+"""Number of 8x8 patches on a 64x64 image for a nominal occlusion percentage, from the LFBM official code
+(``train_flexible_priors.py``, ``generate_mask``). Patches overlap, so the hidden fraction is below
+``count * 64 / 4096``; the counts were chosen so that it is close to the nominal percentage."""
+
+
+def patch_count(rate: float) -> int:
+    """The official patch count for an occlusion ``rate`` in ``[0, 1]`` (e.g. 0.5 -> 48); only the rates
+    of :data:`PATCH_COUNTS` exist."""
+    percent = round(100 * float(rate))
+    if abs(100 * float(rate) - percent) > 1e-6 or percent not in PATCH_COUNTS:
+        raise ValueError(
+            f"patch occlusion rate must be one of {sorted(k / 100 for k in PATCH_COUNTS)} (the official "
+            f"table), got {rate!r}"
+        )
+    return PATCH_COUNTS[percent]
 
 
 def center_square(

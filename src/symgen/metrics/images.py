@@ -71,11 +71,15 @@ def extract_features(images: Tensor, extractor: str | nn.Module, *, batch_size: 
 def frechet_distance(real: Tensor, fake: Tensor) -> float:
     r"""Fréchet distance :math:`\|\mu_r-\mu_f\|^2+\mathrm{tr}(\Sigma_r+\Sigma_f-2(\Sigma_r\Sigma_f)^{1/2})`
     between Gaussians fitted to two feature sets ``(N, d)`` and ``(M, d)`` (Heusel et al. 2017, Eq. 6),
-    computed in float64 by ``torchmetrics.image.fid.FrechetInceptionDistance``."""
+    computed in float64 by ``torchmetrics.image.fid.FrechetInceptionDistance``.
+
+    The metric is built without ``normalize=True``: that flag tells torchmetrics the inputs are float
+    images in ``[0, 1]``, and before torchmetrics 1.4 it cast them with ``(imgs * 255).byte()`` even when the
+    "images" were custom features, silently quantising (and wrapping negative) features."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     real, fake = _check_features(real, fake)
-    metric = FrechetInceptionDistance(feature=_Identity(real.shape[1]), normalize=True)
+    metric = FrechetInceptionDistance(feature=_Identity(real.shape[1]))
     metric.update(real, real=True)
     metric.update(fake, real=False)
     return float(metric.compute())

@@ -35,9 +35,9 @@ from torch import Tensor, nn
 from symgen.densities import LogDensity, gaussian_log_likelihood, posterior_log_prob
 from symgen.flows import build_flow
 from symgen.models.base import DataInfo, GenerativeModel, StepContext
-from symgen.models.priors import LatentPrior, build_prior, init_latent_flow, randn_on
+from symgen.models.priors import EBMPrior, LatentPrior, build_prior, init_latent_flow, randn_on
 from symgen.nets.encoders import GaussianEncoder, build_encoder
-from symgen.nets.generators import build_generator
+from symgen.nets.generators import build_generator, init_generator
 from symgen.registry import MODELS
 from symgen.samplers import HMC, MALA, Kernel, Langevin, run_chain
 from symgen.tasks.occlusion import OcclusionSpec, occlusion_mask
@@ -169,7 +169,9 @@ class LatentModel(GenerativeModel):
         event_shape: ``(C, H, W)``.
         sigma: standard deviation of the observation residual.
         inference: the :class:`InferenceSpec`.
-        lr: learning rates ``{"generator", "prior", "encoder"}``; ``betas`` of Adam.
+        lr: learning rates ``{"generator", "prior", "encoder"}``; with an EBM prior ``"ebm_prior"`` replaces
+            ``"prior"`` and ``"ebm_generator"`` (if not ``None``) replaces ``"generator"`` (see
+            :meth:`learning_rates`); ``betas`` of Adam.
         posterior: the LFBM-VAE inference model (``inference.kind == "encoder"``), else ``None``.
         occlusion: training-data occlusion of Sec. 4.6 (``kind == "none"``: fully observed data).
     """
@@ -207,7 +209,8 @@ class LatentModel(GenerativeModel):
         return {
             "latent_dim": 16,
             "sigma": 0.3,  # std of the residual eps in x = g(z) + eps (official code: 0.3)
-            "generator": {"arch": "auto", "ngf": None, "batchnorm": False},
+            # init: default (torch's) | xavier_normal (official LFBM/LEBM code: Xavier-normal conv weights)
+            "generator": {"arch": "auto", "ngf": None, "batchnorm": False, "init": "default"},
             "prior": {
                 "kind": "flow",  # gaussian (ABP) | flow (LFBM) | ebm (LEBM)
                 "flow": "glow_vector",  # registered flow (symgen.flows) of the flow prior
@@ -215,7 +218,7 @@ class LatentModel(GenerativeModel):
                 "ebm": {
                     "hidden": 200,
                     "layers": 2,
-                    "activation": "lrelu",
+                    "activation": "gelu",  # official LEBM / LFBM flexible-prior code
                     "steps": 60,
                     "step_size": 0.4,
                     "noise": True,
@@ -233,12 +236,23 @@ class LatentModel(GenerativeModel):
                 "sampler_args": {},  # extra kernel arguments (e.g. HMC leapfrog steps)
             },
             "encoder": {"arch": "auto", "width": None, "flow": "glow_vector", "flow_args": {}},
-            "lr": {"generator": 4e-4, "prior": 4e-4, "encoder": 2e-4},
+            # ebm_prior / ebm_generator: used instead of prior / generator when prior.kind == ebm, so that one
+            # config file serves LFBM, ABP and LEBM; official LEBM: EBM lr 2e-5 (generator 1e-4 on SVHN)
+            "lr": {
+                "generator": 4e-4,
+                "prior": 4e-4,
+                "encoder": 2e-4,
+                "ebm_prior": 2e-5,
+                "ebm_generator": None,
+            },
             "betas": [0.5, 0.999],
             # training-data occlusion (Sec. 4.6): none | salt_and_pepper (rate) | square (size: side fraction)
+            # | patches (official "salt and pepper": rate 0.3/0.5/0.7 -> 24/48/90 squares of side size, 8/64)
             "occlusion": {"kind": "none", "rate": 0.0, "size": 0.0, "seed": 0},
             # evaluation options of symgen.tasks (recon_mse, inpaint_mse, anomaly_auprc, recovery_mse...)
-            "tasks": {"max_images": 1000, "batch_size": 500, "inpaint_size": 0.625, "inpaint_completions": 4},
+            # recovery_chain: train (official: 20 noisy steps from N(0, I)) | test (long test chain) | both
+            "tasks": {"max_images": 1000, "batch_size": 500, "inpaint_size": 0.625, "inpaint_completions": 4,
+                      "recovery_chain": "train"},  # fmt: skip
         }
 
     @classmethod
@@ -250,6 +264,7 @@ class LatentModel(GenerativeModel):
         gen = build_generator(
             gcfg["arch"], d, data.event_shape, gcfg["ngf"], batchnorm=bool(gcfg["batchnorm"])
         )
+        init_generator(gen, str(gcfg.get("init", "default")))
         prior = build_prior(cfg["prior"], d)
         inference = InferenceSpec.from_config(cfg["inference"])
         posterior = None
@@ -262,26 +277,38 @@ class LatentModel(GenerativeModel):
             posterior = FlowPosterior(enc, flow)
         return cls(
             gen, prior, data.event_shape, float(cfg["sigma"]), inference,
-            lr={k: float(v) for k, v in cfg["lr"].items()}, betas=tuple(cfg["betas"]),
+            lr={k: float(v) for k, v in cfg["lr"].items() if v is not None}, betas=tuple(cfg["betas"]),
             posterior=posterior, occlusion=OcclusionSpec.from_config(cfg["occlusion"]),
         )  # fmt: skip
+
+    def learning_rates(self) -> dict[str, float]:
+        """The learning rates in use: ``model.lr``, with ``ebm_prior`` / ``ebm_generator`` taking the place of
+        ``prior`` / ``generator`` when the prior is an EBM (the LEBM official code trains its EBM with
+        2e-5, far below the flow's rate)."""
+        lr = dict(self.lr)
+        if isinstance(self.prior, EBMPrior):
+            lr["prior"] = lr.get("ebm_prior", lr.get("prior", 0.0))
+            lr["generator"] = lr.get("ebm_generator", lr.get("generator", 0.0))
+        return lr
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         def adam(params: Any, lr: float) -> torch.optim.Optimizer:
             return torch.optim.Adam(params, lr=lr, betas=self.betas)
 
+        rates = self.learning_rates()
+
         if self.posterior is not None:  # LFBM-VAE: one ELBO, one optimizer with per-part learning rates
             groups = [
-                {"params": list(self.generator.parameters()), "lr": self.lr["generator"]},
-                {"params": list(self.posterior.parameters()), "lr": self.lr["encoder"]},
+                {"params": list(self.generator.parameters()), "lr": rates["generator"]},
+                {"params": list(self.posterior.parameters()), "lr": rates["encoder"]},
             ]
             prior_params = list(self.prior.parameters())
             if prior_params:
-                groups.append({"params": prior_params, "lr": self.lr["prior"]})
-            return {"vae": adam(groups, self.lr["generator"])}
-        opts = {"generator": adam(self.generator.parameters(), self.lr["generator"])}
+                groups.append({"params": prior_params, "lr": rates["prior"]})
+            return {"vae": adam(groups, rates["generator"])}
+        opts = {"generator": adam(self.generator.parameters(), rates["generator"])}
         if any(True for _ in self.prior.parameters()):
-            opts["prior"] = adam(self.prior.parameters(), self.lr["prior"])
+            opts["prior"] = adam(self.prior.parameters(), rates["prior"])
         return opts
 
     # ------------------------------------------------------------------ densities

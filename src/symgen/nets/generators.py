@@ -32,7 +32,11 @@ __all__ = [
     "GENERATORS",
     "build_generator",
     "default_generator_arch",
+    "init_generator",
+    "GENERATOR_INITS",
 ]
+
+GENERATOR_INITS = ("default", "xavier_normal")
 
 
 def _act(leak: float = 0.2) -> nn.Module:
@@ -181,6 +185,22 @@ def default_generator_arch(image_size: int) -> str:
         if GENERATORS[name][1] == image_size:
             return name
     raise ValueError(f"no generator architecture for image_size={image_size}; supported sizes: 8, 28, 32, 64")
+
+
+def init_generator(net: nn.Module, scheme: str = "default") -> nn.Module:
+    """Re-initialise ``net`` in place: ``"default"`` keeps torch's initialisation; ``"xavier_normal"`` is the
+    LFBM / LEBM official code's ``weights_init_xavier``: Xavier-normal weights in every (transposed)
+    convolution, batch-norm scales from N(1, 0.02) and zero shifts; linear layers and biases keep torch's."""
+    if scheme not in GENERATOR_INITS:
+        raise ValueError(f"generator init must be one of {GENERATOR_INITS}, got {scheme!r}")
+    if scheme == "xavier_normal":
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+                nn.init.xavier_normal_(m.weight)
+            elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d) and m.affine:
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
+    return net
 
 
 def build_generator(

@@ -18,7 +18,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["latent_model", "task_options", "eval_images", "batched", "interleave_rows"]
 
-_DEFAULTS = {"max_images": 1000, "batch_size": 500, "inpaint_size": 0.625, "inpaint_completions": 4}
+_DEFAULTS = {
+    "max_images": 1000,
+    "batch_size": 500,
+    "inpaint_size": 0.625,
+    "inpaint_completions": 4,
+    "recovery_chain": "train",
+}
 
 
 def latent_model(ctx: EvalContext, evaluation: str) -> Any:

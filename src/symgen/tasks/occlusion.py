@@ -1,11 +1,15 @@
 r"""Occlusion masks of the LFBM paper's Sec. 4.3 (inpainting) and Sec. 4.6 (learning from occluded data).
 
 Masks are ``1`` on observed pixels and ``0`` on occluded ones, shape ``(B, 1, H, W)`` (shared by the
-channels). Three kinds:
+channels). Four kinds:
 
 * ``center`` -- a centred ``s x s`` square (supervised inpainting, Sec. 4.3: 40x40 on 64x64 CelebA);
 * ``square`` -- an ``s x s`` square at a random position in each image (Sec. 4.6: 20/30/40 on 64x64);
-* ``salt_and_pepper`` -- each pixel occluded independently with probability ``rate`` (Sec. 4.6: 30/50/70%).
+* ``salt_and_pepper`` -- each pixel occluded independently with probability ``rate`` (Sec. 4.6: 30/50/70%);
+* ``patches`` -- the official code's "salt and pepper" (``train_flexible_priors.py``): random squares of
+  side ``size`` (8/64 there) at uniform positions, as many as :data:`symgen.data.masks.PATCH_COUNTS` gives
+  for ``rate`` (24 / 48 / 90 for 30 / 50 / 70%). On 8x8 digits a patch of 1/8 of the side is one pixel,
+  so per-pixel ``salt_and_pepper`` is the faithful scaling there; ``patches`` is for 64x64 images.
 
 Square sides are given as a fraction of the image side (``size``; 20/64, 30/64, 40/64 in the paper) and
 rounded half up, so the same config scales from 64x64 faces to 8x8 digits.
@@ -25,22 +29,24 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from symgen.data.masks import center_square
+from symgen.data.masks import center_square, patch_count, patches_mask
 
 __all__ = ["OcclusionSpec", "occlusion_mask", "square_side", "center_square_mask", "hash_uniform"]
 
-_KINDS = ("none", "center", "square", "salt_and_pepper")
+_KINDS = ("none", "center", "square", "salt_and_pepper", "patches")
 _M32 = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
 class OcclusionSpec:
-    """Which pixels are hidden: ``kind`` in ``none | center | square | salt_and_pepper``.
+    """Which pixels are hidden: ``kind`` in ``none | center | square | salt_and_pepper | patches``.
 
     Attributes:
         kind: mask family.
-        rate: fraction of occluded pixels for ``salt_and_pepper``, in ``[0, 1)``.
-        size: square side as a fraction of the image side for ``center`` / ``square``, in ``(0, 1]``.
+        rate: fraction of occluded pixels for ``salt_and_pepper``, in ``[0, 1)``; for ``patches`` the
+            nominal percentage of the official table (0.3 / 0.5 / 0.7 -> 24 / 48 / 90 patches).
+        size: square side as a fraction of the image side for ``center`` / ``square`` / ``patches``, in
+            ``(0, 1]`` (``patches``: 0 means the official 8/64).
         seed: seed of the per-image random masks.
     """
 
@@ -54,6 +60,12 @@ class OcclusionSpec:
             raise ValueError(f"occlusion kind must be one of {_KINDS}, got {self.kind!r}")
         if self.kind == "salt_and_pepper" and not 0.0 <= self.rate < 1.0:
             raise ValueError(f"occlusion rate must be in [0, 1) for salt_and_pepper, got {self.rate!r}")
+        if self.kind == "patches":
+            patch_count(self.rate)  # one of the official rates
+            if not 0.0 <= self.size <= 1.0:
+                raise ValueError(
+                    f"patch size must be a fraction of the image side in [0, 1], got {self.size!r}"
+                )
         if self.kind in ("center", "square") and not 0.0 < self.size <= 1.0:
             raise ValueError(
                 f"occlusion size must be a fraction of the image side in (0, 1], got {self.size!r}"
@@ -123,6 +135,12 @@ def occlusion_mask(x: Tensor, spec: OcclusionSpec) -> Tensor:
     if spec.kind == "salt_and_pepper":
         u = hash_uniform(keys, h * w).view(b, 1, h, w)
         return (u >= spec.rate).float()
+    if spec.kind == "patches":
+        n, s = patch_count(spec.rate), square_side(spec.size or 8 / 64, min(h, w))
+        u = hash_uniform(keys, 2 * n).view(b, 2, n)  # uniform corners, the patch inside the image
+        top = (u[:, 0] * (h - s + 1)).floor().long()
+        left = (u[:, 1] * (w - s + 1)).floor().long()
+        return patches_mask(top, left, s, h, w).float()
     s = square_side(spec.size, min(h, w))
     u = hash_uniform(keys, 2)
     top = (u[:, 0] * (h - s + 1)).floor().long()
