@@ -68,7 +68,13 @@ STAGES = "train.stages=[{name: a_only, steps: 4, optimizers: [a]}, {name: both, 
 def _cfg(*extra: str) -> dict:
     return resolve_config(
         _TwoPlayer.name,
-        overrides=["data.name=moons", "data.batch_size=16", "train.log_every=1", "train.ckpt_every=3", *extra],
+        overrides=[
+            "data.name=moons",
+            "data.batch_size=16",
+            "train.log_every=1",
+            "train.ckpt_every=3",
+            *extra,
+        ],
     )
 
 
@@ -133,3 +139,108 @@ def test_epoch_counts_passes_over_the_training_set(tmp_path):
     per = trainer.stream.steps_per_epoch
     assert per == len(trainer.stream.perm) // 100
     assert [s[2] for s in trainer.model.seen] == [i // per for i in range(n)]
+
+
+# ------------------------------------------------------------------ persistent chains, EMA of parts
+
+
+class _Persistent(_TwoPlayer):
+    """Keeps 8 persistent chains (positions and per-chain step sizes) across steps."""
+
+    name = "_persistent_test"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chains = torch.zeros(8, 2)
+        self.step_size = torch.full((8,), 0.1)
+
+    def training_step(self, batch, ctx: StepContext):
+        noise = torch.randn(self.chains.shape, generator=ctx.generator)
+        self.chains = self.chains + self.step_size[:, None] * (self.b(self.chains).detach() + noise)
+        self.step_size = self.step_size * 1.01
+        return super().training_step(batch, ctx)
+
+    def chain_state(self):
+        return {"x": self.chains.clone(), "step_size": self.step_size.clone()}
+
+    def load_chain_state(self, state):
+        self.chains, self.step_size = state["x"].clone(), state["step_size"].clone()
+
+
+if _Persistent.name not in MODELS:
+    MODELS.add(_Persistent.name, _Persistent)
+
+
+def test_persistent_chain_state_survives_resume_exactly(tmp_path):
+    base = ["data.name=moons", "data.batch_size=16", "train.log_every=1", "train.ckpt_every=3"]
+    cfg = lambda n: resolve_config(_Persistent.name, overrides=[*base, f"train.steps={n}"])  # noqa: E731
+    straight = train(cfg(9), tmp_path / "s", progress=False).model
+    train(cfg(6), tmp_path / "r", progress=False)
+    resumed = train(cfg(9), tmp_path / "r", resume=True, progress=False).model
+    assert torch.equal(resumed.chains, straight.chains)
+    assert torch.equal(resumed.step_size, straight.step_size)
+    state = RunDir(tmp_path / "r").load_latest()
+    assert torch.equal(state["chains"]["x"], straight.chains)
+
+
+def test_ema_of_named_parts_only(tmp_path):
+    from symgen.runs import load_run
+
+    d = 0.5
+    cfg = _cfg(
+        "train.steps=4",
+        f"train.ema_decay={d}",
+        "train.ema_modules=[b]",
+        "train.keep_checkpoints=0",
+        "train.ckpt_every=1",
+    )
+    trainer = train(cfg, tmp_path / "r", progress=False)
+    states = [torch.load(p, weights_only=True) for p in RunDir(tmp_path / "r").checkpoints()]
+    assert set(states[-1]["ema"]["parts"]) == {"b"}
+    for prev, cur in zip(states, states[1:]):
+        ema_prev, ema_cur = prev["ema"]["parts"]["b"], cur["ema"]["parts"]["b"]
+        expected = d * ema_prev["module.weight"] + (1 - d) * cur["model"]["b.weight"]
+        torch.testing.assert_close(ema_cur["module.weight"], expected)
+    evaluated = trainer.eval_model
+    assert evaluated.a is trainer.model.a  # the other part is the live one
+    assert torch.equal(evaluated.b.weight, states[-1]["ema"]["parts"]["b"]["module.weight"])
+    assert trainer.model.b is not evaluated.b
+    loaded = load_run(tmp_path / "r")
+    assert torch.equal(loaded.model.b.weight, states[-1]["ema"]["parts"]["b"]["module.weight"])
+    assert torch.equal(loaded.model.a.weight, states[-1]["model"]["a.weight"])
+    with pytest.raises(ValueError, match="no part 'c'"):
+        train(
+            _cfg("train.steps=1", "train.ema_decay=0.5", "train.ema_modules=[c]"),
+            tmp_path / "x",
+            progress=False,
+        )
+
+
+# ------------------------------------------------------------------ init_from
+
+
+def test_init_from_loads_a_part_and_records_the_source(tmp_path):
+    src = train(_cfg("train.steps=5"), tmp_path / "src", progress=False).model
+    cfg = _cfg("train.steps=1", "model.lr=1e-12", f"model.init_from={{a: {tmp_path / 'src'}}}")
+    new = train(cfg, tmp_path / "new", progress=False).model
+    torch.testing.assert_close(new.a.weight, src.a.weight, rtol=0, atol=1e-9)
+    assert not torch.allclose(new.b.weight, src.b.weight)
+    stored = RunDir(tmp_path / "new").load_config()["model"]["init_from"]
+    assert stored == {"a": {"run": str((tmp_path / "src").resolve()), "step": 5, "source": "a"}}
+    # the whole source model into a part, and a mismatch naming both shapes
+    with pytest.raises(ValueError, match=r"\(1, 2\).*\(1, 2\)|does not match"):
+        train(
+            _cfg("train.steps=1", f"model.init_from={{a: {{run: {tmp_path / 'src'}, source: ''}}}}"),
+            tmp_path / "bad",
+            progress=False,
+        )
+    wide = RunDir(tmp_path / "wide").create()  # a source whose part 'a' has another shape
+    wide.save_config({"model": {"name": _TwoPlayer.name}})
+    wide.save_checkpoint(3, {"step": 3, "model": {"a.weight": torch.zeros(1, 3), "a.bias": torch.zeros(1)}})
+    wide.close()
+    with pytest.raises(ValueError, match=r"weight: this model \(1, 2\) vs .*wide \(1, 3\)"):
+        train(
+            _cfg("train.steps=1", f"model.init_from={{a: {tmp_path / 'wide'}}}"),
+            tmp_path / "bad2",
+            progress=False,
+        )
