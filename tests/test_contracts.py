@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -244,3 +245,62 @@ def test_init_from_loads_a_part_and_records_the_source(tmp_path):
             tmp_path / "bad2",
             progress=False,
         )
+
+
+# ------------------------------------------------------------------ mixed precision
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_flow_trains_and_stays_close_to_fp32(tmp_path, precision):
+    def run(p: str) -> dict:
+        cfg = resolve_config(
+            "flow",
+            overrides=[
+                "data.name=moons",
+                "data.batch_size=64",
+                "train.steps=20",
+                "train.log_every=20",
+                f"train.precision={p}",
+            ],
+        )
+        trainer = train(cfg, tmp_path / p, progress=False)
+        return trainer.last_logs
+
+    ref, low = run("fp32"), run(precision)
+    loss = next(k for k in ref if "nll" in k or "loss" in k)
+    assert np.isfinite(low[loss])
+    assert abs(low[loss] - ref[loss]) < 0.5
+    state = RunDir(tmp_path / precision).load_latest()
+    assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())
+    assert (state["grad_scaler"] is not None) == (precision == "fp16")
+
+
+def test_bf16_lfbm_steps_are_finite(tmp_path):
+    cfg = resolve_config(
+        "lfbm",
+        "configs/lfbm/digits.yaml",
+        overrides=["train.steps=3", "train.log_every=1", "train.precision=bf16", "data.batch_size=16"],
+    )
+    trainer = train(cfg, tmp_path / "r", progress=False)
+    assert all(np.isfinite(v) for v in trainer.last_logs.values())
+    with pytest.raises(ConfigError, match="train.precision"):
+        resolve_config("flow", overrides=["train.precision=fp8"])
+
+
+# ------------------------------------------------------------------ light core imports
+
+
+@pytest.mark.parametrize("module", ["symgen.samplers", "symgen.flows", "symgen.densities", "symgen"])
+def test_importing_the_core_is_light(module, subprocess_env):
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys, {module}\n"
+        "heavy = [m for m in ('sklearn', 'matplotlib', 'torchmetrics') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "from symgen.registry import MODELS\n"
+        "assert 'lfbm' in MODELS  # registration happens on first read\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

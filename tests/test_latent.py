@@ -8,6 +8,7 @@ regression), and the gradient of the posterior log-density is Eq. (8)'s
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -15,7 +16,8 @@ import torch
 from torch import nn
 
 from symgen.models.base import DataInfo, StepContext
-from symgen.models.latent import ABP, LEBM, LFBM, LFBMVAE, FlowPosterior, InferenceSpec, LatentModel
+from symgen.models.inference import AmortizedInference, FlowPosterior, MCMCInference
+from symgen.models.latent import ABP, LEBM, LFBM, LFBMVAE, LatentModel
 from symgen.models.priors import EBMPrior, FlowPrior, GaussianPrior, build_prior
 from symgen.nets import build_encoder, build_generator
 from symgen.registry import MODELS
@@ -34,13 +36,13 @@ class LinearGenerator(nn.Module):
         return (z @ self.weight.T + self.bias).view(z.shape[0], 1, *self.hw)
 
 
-def linear_model(prior: nn.Module, sigma: float, inference: InferenceSpec | None = None, seed: int = 0):
+def linear_model(prior: nn.Module, sigma: float, inference: MCMCInference | None = None, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     weight = torch.randn(4, prior.latent_dim, generator=gen) * 0.7
     bias = torch.randn(4, generator=gen) * 0.1
     model = LatentModel(
         LinearGenerator(weight, bias, (2, 2)), prior, (1, 2, 2), sigma,
-        inference or InferenceSpec(), lr={"generator": 1e-3, "prior": 1e-3},
+        inference or MCMCInference(), lr={"generator": 1e-3, "prior": 1e-3},
     )  # fmt: skip
     return model, weight, bias
 
@@ -93,7 +95,7 @@ def test_posterior_gradient_matches_eq8_closed_form(masked):
 
 def test_masked_posterior_ignores_masked_pixels():
     torch.manual_seed(1)
-    model, _, _ = linear_model(GaussianPrior(3), sigma=0.5, inference=InferenceSpec(test_steps=50))
+    model, _, _ = linear_model(GaussianPrior(3), sigma=0.5, inference=MCMCInference(test_steps=50))
     x = torch.randn(6, 1, 2, 2)
     mask = torch.ones(6, 1, 2, 2)
     mask[:, :, 0, 1] = 0
@@ -119,7 +121,7 @@ def test_long_run_langevin_recovers_exact_gaussian_posterior():
     """
     torch.manual_seed(2)
     sigma, n_chains = 1.0, 2000
-    spec = InferenceSpec(kind="langevin", steps=500, step_size=0.1, noise=True)
+    spec = MCMCInference(kind="langevin", steps=500, step_size=0.1, noise=True)
     model, weight, bias = linear_model(GaussianPrior(2), sigma, spec, seed=5)
     weight = torch.tensor(
         [[1.0, 1.0], [1.0, -0.6], [0.2, 0.5], [0.0, -0.5]]
@@ -137,7 +139,7 @@ def test_long_run_langevin_recovers_exact_gaussian_posterior():
 
 def test_noise_free_test_chain_reaches_posterior_mode():
     torch.manual_seed(3)
-    spec = InferenceSpec(test_steps=800, test_step_size=0.2, test_noise=False)
+    spec = MCMCInference(test_steps=800, test_step_size=0.2, test_noise=False)
     model, weight, bias = linear_model(GaussianPrior(3), 0.5, spec)
     x = torch.randn(4, 1, 2, 2)
     z = model.infer(x, test=True)
@@ -152,22 +154,26 @@ def test_training_step_follows_algorithm_1():
     """The losses handed to the optimizers are Eq. (6) and Eq. (7) at the chain's latents."""
     torch.manual_seed(4)
     prior = FlowPrior(3, "glow_vector", depth=2, width=16)
-    model, _, _ = linear_model(prior, 0.3, InferenceSpec(steps=5))
+    model, _, _ = linear_model(prior, 0.3, MCMCInference(steps=5))
     x = torch.randn(8, 1, 2, 2)
     ctx = RecordingContext(model, seed=11)
     reference = model.infer(x, generator=torch.Generator().manual_seed(11))  # same RNG stream as the step
-    expected_prior = -prior.log_prob(reference).mean().detach()
+    # The prior's standardisation is re-fitted to the first posterior latents before Eq. (6) is evaluated.
+    fitted = copy.deepcopy(prior)
+    fitted.flow.standardizer.fit(reference)
+    expected_prior = -fitted.log_prob(reference).mean().detach()
     resid = (x - model.generator(reference)).pow(2).flatten(1).sum(1)
     expected_gen = (resid / (2 * 0.3**2)).mean().detach()
     logs = model.training_step(x, ctx)
     torch.testing.assert_close(ctx.losses["prior"], expected_prior)
     torch.testing.assert_close(ctx.losses["generator"], expected_gen)
     assert logs["loss"] == pytest.approx(float(expected_prior + expected_gen), rel=1e-5)
+    torch.testing.assert_close(prior.flow.standardizer.loc, reference.mean(0))
 
 
 def test_training_step_with_mask_ignores_hidden_pixels():
     torch.manual_seed(5)
-    model, _, _ = linear_model(GaussianPrior(3), 0.3, InferenceSpec(steps=5))
+    model, _, _ = linear_model(GaussianPrior(3), 0.3, MCMCInference(steps=5))
     x = torch.randn(8, 1, 2, 2)
     mask = torch.ones(8, 1, 2, 2)
     mask[:, :, 1, 0] = 0
@@ -261,7 +267,7 @@ def test_vae_elbo_equals_log_marginal_with_exact_posterior():
     post = FlowPosterior(ExactPosteriorEncoder(weight, bias, sigma), None)
     model = LatentModel(
         LinearGenerator(weight.clone(), bias.clone(), (2, 2)), GaussianPrior(2), (1, 2, 2), sigma,
-        InferenceSpec(kind="encoder"), lr={"generator": 1e-3, "prior": 1e-3, "encoder": 1e-3}, posterior=post,
+        AmortizedInference(post, MCMCInference()), lr={"generator": 1e-3, "prior": 1e-3, "encoder": 1e-3},
     )  # fmt: skip
     x = torch.randn(32, 1, 2, 2)
     ctx = RecordingContext(model)
@@ -300,7 +306,7 @@ def test_bad_config_values_raise_clear_errors():
     with pytest.raises(ValueError, match="model.prior.kind"):
         build_prior({"kind": "gmm"}, 4)
     with pytest.raises(ValueError, match="model.inference.kind"):
-        InferenceSpec(kind="gibbs")
+        MCMCInference(kind="gibbs")
     with pytest.raises(ValueError, match="generator arch"):
         build_generator("dcgan", 8, (1, 8, 8))
     with pytest.raises(ValueError, match="32x32"):

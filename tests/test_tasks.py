@@ -16,7 +16,8 @@ from symgen.data.base import ImageData
 from symgen.data.masks import PATCH_COUNTS, patch_count
 from symgen.evaluation import EvalContext
 from symgen.metrics.anomaly import auprc
-from symgen.models.latent import InferenceSpec, LatentModel
+from symgen.models.inference import MCMCInference
+from symgen.models.latent import LatentModel
 from symgen.models.priors import FlowPrior, GaussianPrior
 from symgen.tasks.anomaly import anomaly_splits, eval_anomaly_auprc
 from symgen.tasks.inpaint import eval_inpaint_mse
@@ -42,7 +43,7 @@ def linear_model(side: int = 3, d: int = 2, seed: int = 0) -> LatentModel:
     g = torch.Generator().manual_seed(seed)
     weight = torch.randn(side * side, d, generator=g) * 0.4
     bias = torch.randn(side * side, generator=g) * 0.1
-    spec = InferenceSpec(test_steps=600, test_step_size=0.15, test_noise=False)
+    spec = MCMCInference(test_steps=600, test_step_size=0.15, test_noise=False)
     return LatentModel(
         LinearGenerator(weight, bias, side), GaussianPrior(d), (1, side, side), SIGMA, spec, lr={}
     )

@@ -55,6 +55,7 @@ def base_config() -> dict[str, Any]:
             "steps": 2000,
             "grad_clip": None,  # max gradient norm: a number for every optimizer, or {optimizer: number}
             "ema_decay": None,  # EMA of parameters used for sampling/eval (None: off)
+            "ema_modules": [],  # EMA of these parts only (e.g. [generator]); empty: the whole model
             "log_every": 50,
             "ckpt_every": 500,
             "sample_every": 0,  # 0: only at the end
@@ -63,6 +64,7 @@ def base_config() -> dict[str, Any]:
             "n_samples": 64,
             "keep_checkpoints": 2,
             "compile": False,  # opt-in torch.compile of the model
+            "precision": "fp32",  # fp32 | bf16 | fp16 (autocast; fp16 adds a gradient scaler)
             "stages": [],  # training plan: [{name, steps, optimizers, lr}] (see symgen.stages); sets steps
             "tensorboard": False,  # also write scalars and sample grids to RUN/tensorboard/ (opt-in)
         },
@@ -78,6 +80,7 @@ def default_config(model_name: str) -> dict[str, Any]:
     cfg = base_config()
     model_cls = MODELS.get(model_name)
     cfg["model"] = {"name": model_name, **copy.deepcopy(model_cls.default_config())}
+    cfg["model"].setdefault("init_from", {})  # {part: RUN_DIR}: see symgen.init_from
     return cfg
 
 
@@ -265,6 +268,8 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(
                 f"train.eval_metrics: unknown evaluation(s) {unknown}; available: {', '.join(EVALS.names())}"
             )
+    if train.get("precision", "fp32") not in ("fp32", "bf16", "fp16"):
+        raise ConfigError(f"train.precision must be fp32, bf16 or fp16; got {train['precision']!r}")
     batch = cfg.get("data", {}).get("batch_size")
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ConfigError(f"data.batch_size must be a positive integer, got {batch!r}")
@@ -272,7 +277,7 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 RESUMABLE_KEYS_DOC = (
-    "May change on resume (applied): every train.* key except train.ema_decay (steps, intervals, "
+    "May change on resume (applied): every train.* key except train.ema_decay and train.ema_modules (steps, intervals, "
     "evaluations, grad_clip, keep_checkpoints, ...), learning rates and their schedules (model keys "
     "named lr or lr_*), device and data.root. Everything else (architecture, seed, data, batch size, "
     "EMA) is fixed by the checkpoint: changing it is refused with the list of keys."
@@ -282,7 +287,7 @@ RESUMABLE_KEYS_DOC = (
 def _resumable(path: str) -> bool:
     parts = path.split(".")
     if parts[0] == "train":
-        return parts[1:2] != ["ema_decay"]
+        return parts[1] not in ("ema_decay", "ema_modules")
     if parts[0] == "model":
         return any(p == "lr" or p.startswith("lr_") for p in parts[1:])
     return path in ("device", "data.root")

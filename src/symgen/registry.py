@@ -2,12 +2,17 @@
 
 Every pluggable part of symgen registers itself under a short name so that configs and the CLI
 can refer to it (``symgen list`` prints them all). A registry is a plain dict with a decorator.
+
+Registration is lazy: a registry knows the modules that fill it (``plugins``) and imports them the
+first time it is read, so importing the core (samplers, flows, densities) pulls in none of the heavy
+optional dependencies (scikit-learn, matplotlib, torchmetrics) that models and evaluations use.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+import importlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 __all__ = ["Registry", "MODELS", "DATASETS", "METRICS", "FLOWS", "EVALS", "EXPERIMENTS", "closest"]
@@ -24,10 +29,19 @@ def closest(name: str, options: list[str] | tuple[str, ...]) -> str:
 class Registry(Generic[T]):
     """A named collection of objects with helpful errors for unknown names."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, plugins: Sequence[str] = ()) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
         self._help: dict[str, str] = {}
+        self._plugins = tuple(plugins)
+        self._loaded = not plugins
+
+    def _load(self) -> None:
+        """Import the modules that register into this registry (once, on first read)."""
+        if not self._loaded:
+            self._loaded = True
+            for module in self._plugins:
+                importlib.import_module(module)
 
     def register(self, name: str, help: str = "") -> Callable[[T], T]:
         """Decorator registering ``obj`` under ``name`` (a one-line ``help`` is shown by ``symgen list``)."""
@@ -48,6 +62,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """Return the object registered as ``name``; unknown names raise ``KeyError`` with a suggestion."""
+        self._load()
         if name not in self._items:
             raise KeyError(
                 f"unknown {self.kind} '{name}'{closest(name, self.names())}; "
@@ -56,24 +71,28 @@ class Registry(Generic[T]):
         return self._items[name]
 
     def help(self, name: str) -> str:
+        self._load()
         return self._help.get(name, "")
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
+        self._load()
         return len(self._items)
 
 
-MODELS: Registry[Any] = Registry("model")
-DATASETS: Registry[Any] = Registry("dataset")
-METRICS: Registry[Any] = Registry("metric")
-FLOWS: Registry[Any] = Registry("flow")
-EVALS: Registry[Any] = Registry("evaluation")
+MODELS: Registry[Any] = Registry("model", ["symgen.models"])
+DATASETS: Registry[Any] = Registry("dataset", ["symgen.data"])
+METRICS: Registry[Any] = Registry("metric", ["symgen.metrics"])
+FLOWS: Registry[Any] = Registry("flow", ["symgen.flows"])
+EVALS: Registry[Any] = Registry("evaluation", ["symgen.evaluation", "symgen.tasks"])
 EXPERIMENTS: Registry[Any] = Registry("experiment")

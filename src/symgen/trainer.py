@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from symgen.batches import BatchStream
 from symgen.checkpoint import rng_state, set_rng_state
 from symgen.distributed import DistInfo, allreduce_gradients, broadcast_module, gather_objects
+from symgen.ema import EMA
+from symgen.precision import Precision
 from symgen.models.base import GenerativeModel, StepContext
 from symgen.rundir import RunDir
 from symgen.stages import Stage, parse_stages, stage_at
@@ -86,10 +87,9 @@ class Trainer:
         self.stages = parse_stages(self.tcfg.get("stages"), list(self.optimizers))
         self._clip = _clip_by_optimizer(self.tcfg.get("grad_clip"), list(self.optimizers))
         self.stage: Stage | None = None
+        self.precision = Precision(self.tcfg.get("precision", "fp32"), device)
         self.step = 0
-        self.ema: AveragedModel | None = None
-        if self.tcfg.get("ema_decay"):
-            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(self.tcfg["ema_decay"])))
+        self.ema = EMA(model, self.tcfg.get("ema_decay"), self.tcfg.get("ema_modules") or [])
         self.generator = torch.Generator(device="cpu").manual_seed(int(cfg["seed"]) + 7919 * self.dist.rank)
         self.last_logs: dict[str, float] = {}
 
@@ -97,14 +97,16 @@ class Trainer:
     @property
     def eval_model(self) -> GenerativeModel:
         """The model used for sampling and evaluation (the EMA copy when enabled)."""
-        return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
+        return self.ema.model() if self.ema.enabled else self.model  # type: ignore[return-value]
 
     def _rank_state(self) -> dict[str, Any]:
-        """What differs between data-parallel ranks: the batch stream and the random generators."""
+        """What differs between data-parallel ranks: the batch stream, the random generators and the
+        model's persistent MCMC chains (:meth:`GenerativeModel.chain_state`)."""
         return {
             "stream": self.stream.state_dict(),
             "generator": self.generator.get_state(),
             "rng": rng_state(),
+            "chains": self.model.chain_state(),
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -117,7 +119,8 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "schedulers": {k: sch.state_dict() for k, sch in self.schedulers.items()},
-            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "ema": self.ema.state_dict(),
+            "grad_scaler": self.precision.state_dict(),
             **local,
             "world_size": self.dist.world_size,
             "ranks": gather_objects(local, self.dist),
@@ -140,8 +143,9 @@ class Trainer:
             _apply_learning_rates(opt, fresh)
         for k, sch in self.schedulers.items():
             sch.load_state_dict(_with_settings_of(sch.state_dict(), state["schedulers"][k]))
-        if self.ema is not None and state.get("ema") is not None:
+        if state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
+        self.precision.load_state_dict(state.get("grad_scaler"))
         saved_world = int(state.get("world_size", 1))
         if saved_world != self.dist.world_size:
             raise ValueError(
@@ -153,6 +157,7 @@ class Trainer:
         self.stream.load_state_dict(own["stream"])
         self.generator.set_state(own["generator"])
         set_rng_state(own["rng"])
+        self.model.load_chain_state(own.get("chains") or {})
         self.step = int(state["step"])
 
     def save(self, pending: bool = False) -> None:
@@ -178,19 +183,25 @@ class Trainer:
         opt = self.optimizers[name]
         params = [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
         opt.zero_grad(set_to_none=True)
+        scaler = self.precision.scaler
         if params and loss.requires_grad:
-            loss.backward(inputs=params)
+            (scaler.scale(loss) if scaler is not None else loss).backward(inputs=params)
         allreduce_gradients(params, self.dist)
+        if scaler is not None:
+            scaler.unscale_(opt)
         clip = self._clip.get(name)
         if clip:
             norm = torch.nn.utils.clip_grad_norm_(params, float(clip))
         else:
             grads = [p.grad for p in params if p.grad is not None]
             norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-        if not torch.isfinite(norm):
+        if scaler is not None:  # fp16: an overflow skips this update and lowers the loss scale
+            scaler.step(opt)
+        elif not torch.isfinite(norm):
             opt.zero_grad(set_to_none=True)
             raise DivergenceError(f"non-finite gradient for optimizer '{name}' at step {self.step + 1}")
-        opt.step()
+        else:
+            opt.step()
         if name in self.schedulers:
             self.schedulers[name].step()
         return float(norm)
@@ -289,8 +300,7 @@ class Trainer:
                 self.run.promote(keep)  # the parameters of the pending checkpoint gave a finite loss
                 self.step += 1
                 seen += _batch_len(batch)
-                if self.ema is not None:
-                    self.ema.update_parameters(self.model)
+                self.ema.update()
                 if self.step % log_every == 0 or self.step == total:
                     self._check_parameters()
                     rate = seen / max(time.perf_counter() - t0, 1e-9)
@@ -313,7 +323,9 @@ class Trainer:
         from symgen.flows.base import NonFiniteError
 
         try:
-            logs = self.model.training_step(batch, self._context())
+            with self.precision.autocast():
+                logs = self.model.training_step(batch, self._context())
+            self.precision.update()
         except DivergenceError:
             raise
         except NonFiniteError as exc:

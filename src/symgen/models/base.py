@@ -107,6 +107,15 @@ class GenerativeModel(nn.Module):
         """Draw ``n`` samples in data space, shape ``(n, *event_shape)``."""
         raise NotImplementedError
 
+    def chain_state(self) -> dict[str, Any]:
+        """MCMC state kept across training steps (persistent chains: positions, per-chain step sizes,
+        adaptation state), as tensors and plain data. The trainer checkpoints it per data-parallel rank,
+        so each rank resumes its own chains. Default: none."""
+        return {}
+
+    def load_chain_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore what :meth:`chain_state` returned (called on resume, on every rank)."""
+
     def evaluate(self, data: Tensor, metrics: list[str]) -> dict[str, float]:
         """Model-specific metrics on held-out ``data`` (e.g. test log-likelihood); default: none."""
         return {}

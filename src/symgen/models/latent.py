@@ -1,14 +1,13 @@
-r"""One latent-variable model family with swappable prior and inference: LFBM, ABP, LEBM and LFBM-VAE.
+r"""One latent-variable model family -- generator, swappable prior and inference: LFBM, ABP, LEBM, LFBM-VAE.
 
 The model is a top-down generator :math:`x = g_\beta(z) + \epsilon`, :math:`\epsilon \sim
 \mathcal{N}(0, \sigma^2 I)`, over a latent prior :math:`p_\alpha(z)` (LFBM paper, Sec. 3.1). Two parts
 are swappable:
 
 * the prior (:mod:`symgen.models.priors`): Gaussian (ABP), normalizing flow (LFBM), latent EBM (LEBM);
-* the inference of :math:`z` given :math:`x`: a short-run MCMC chain on the posterior
-  :math:`\log p(z|x) = \log p_\alpha(z) + \log p_\beta(x|z) + c` (Eq. (8)) started from
-  :math:`\mathcal{N}(0, I)` -- Langevin by default, any :mod:`symgen.samplers` kernel (MALA, HMC) by
-  name -- or an amortised encoder with a flow posterior trained by the ELBO (LFBM-VAE, Appendix C).
+* the inference of :math:`z` given :math:`x` (:mod:`symgen.models.inference`): a short-run MCMC chain on
+  the posterior (Eq. (8)) -- Langevin by default, any :mod:`symgen.samplers` kernel by name -- trained by
+  Algorithm 1, or an amortised encoder with a flow posterior trained by the ELBO (LFBM-VAE, Appendix C).
 
 Training follows Algorithm 1: infer :math:`z` by the chain (no gradient through it), update the prior by
 maximum likelihood on the inferred :math:`z` (Eq. (6); for the EBM prior the contrastive loss whose bias
@@ -25,8 +24,6 @@ flows, samplers and the posterior density come from :mod:`symgen.flows`, :mod:`s
 from __future__ import annotations
 
 import copy
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,105 +32,20 @@ from torch import Tensor, nn
 from symgen.densities import LogDensity, gaussian_log_likelihood, posterior_log_prob
 from symgen.flows import build_flow
 from symgen.models.base import DataInfo, GenerativeModel, StepContext
-from symgen.models.priors import EBMPrior, LatentPrior, build_prior, init_latent_flow, randn_on
-from symgen.nets.encoders import GaussianEncoder, build_encoder
+from symgen.models.inference import (
+    AmortizedInference,
+    FlowPosterior,
+    Inference,
+    MCMCInference,
+    build_inference,
+)
+from symgen.models.priors import EBMPrior, LatentPrior, build_prior
+from symgen.nets.encoders import build_encoder
 from symgen.nets.generators import build_generator, init_generator
 from symgen.registry import MODELS
-from symgen.samplers import HMC, MALA, Kernel, Langevin, run_chain
 from symgen.tasks.occlusion import OcclusionSpec, occlusion_mask
 
-__all__ = ["InferenceSpec", "LatentModel", "LFBM", "ABP", "LEBM", "LFBMVAE", "FlowPosterior"]
-
-_KERNELS = ("langevin", "mala", "hmc")
-
-
-@dataclass(frozen=True)
-class InferenceSpec:
-    """How :math:`z` is inferred: chain kind and its training / test-time settings.
-
-    Attributes:
-        kind: ``langevin``, ``mala``, ``hmc`` (short-run chains from N(0, I)) or ``encoder`` (LFBM-VAE;
-            masked inference then falls back to the test-time Langevin chain, as in LFBM Sec. 4.3).
-        steps, step_size, noise: the training chain (paper / official code: 20, 0.1, on).
-        test_steps, test_step_size, test_noise: the chain used for evaluation (the official code
-            uses 20x the training steps and no noise).
-        sampler_args: extra keyword arguments of the kernel (e.g. HMC's number of leapfrog steps).
-    """
-
-    kind: str = "langevin"
-    steps: int = 20
-    step_size: float = 0.1
-    noise: bool = True
-    test_steps: int = 400
-    test_step_size: float = 0.1
-    test_noise: bool = False
-    sampler_args: tuple[tuple[str, Any], ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.kind not in (*_KERNELS, "encoder"):
-            raise ValueError(
-                f"model.inference.kind must be one of {(*_KERNELS, 'encoder')}, got {self.kind!r}"
-            )
-        for name in ("steps", "test_steps"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"model.inference.{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("step_size", "test_step_size"):
-            if not float(getattr(self, name)) > 0:
-                raise ValueError(f"model.inference.{name} must be > 0, got {getattr(self, name)!r}")
-
-    @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> InferenceSpec:
-        return cls(
-            kind=str(cfg["kind"]),
-            steps=int(cfg["steps"]),
-            step_size=float(cfg["step_size"]),
-            noise=bool(cfg["noise"]),
-            test_steps=int(cfg["test_steps"]),
-            test_step_size=float(cfg["test_step_size"]),
-            test_noise=bool(cfg["test_noise"]),
-            sampler_args=tuple(sorted(dict(cfg.get("sampler_args") or {}).items())),
-        )
-
-    def chain(self, test: bool) -> tuple[str, int, float, bool]:
-        """``(kernel, steps, step_size, noise)`` of the training or the test-time chain."""
-        kind = "langevin" if self.kind == "encoder" else self.kind
-        if test:
-            return kind, self.test_steps, self.test_step_size, self.test_noise
-        return kind, self.steps, self.step_size, self.noise
-
-
-class FlowPosterior(nn.Module):
-    r"""LFBM-VAE inference model :math:`q_\phi(z|x)`: Gaussian encoder then a flow (Eqs. (22)-(23)).
-
-    :math:`z_0 \sim \mathcal{N}(\mu_{\phi_0}(x), \mathrm{diag}\,\sigma^2_{\phi_0}(x))`, :math:`z =
-    f_{\phi_1}(z_0)`, :math:`\log q_\phi(z|x) = \log q_{\phi_0}(z_0|x) - \log|\det \partial z/\partial z_0|`.
-    """
-
-    def __init__(self, encoder: GaussianEncoder, flow: nn.Module | None) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.flow = None if flow is None else init_latent_flow(flow, encoder.latent_dim)
-
-    def _push(self, z0: Tensor) -> tuple[Tensor, Tensor]:
-        if self.flow is None:
-            return z0, z0.new_zeros(z0.shape[0])
-        return self.flow().forward(z0)  # (z, log|det dz/dz0|)
-
-    def rsample_and_log_prob(
-        self, x: Tensor, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """A reparameterised draw ``z ~ q(z|x)`` and ``log q(z|x)``, each per row."""
-        mu, log_sigma = self.encoder(x)
-        eps = randn_on(mu.shape, generator, mu.device)
-        z0 = mu + log_sigma.exp() * eps
-        log_q0 = -0.5 * (eps.pow(2) + math.log(2 * math.pi)).sum(-1) - log_sigma.sum(-1)
-        z, ladj = self._push(z0)
-        return z, log_q0 - ladj
-
-    def mode(self, x: Tensor) -> Tensor:
-        """The deterministic code :math:`f_{\\phi_1}(\\mu_{\\phi_0}(x))` (used for reconstruction)."""
-        mu, _ = self.encoder(x)
-        return self._push(mu)[0]
+__all__ = ["LatentModel", "LFBM", "ABP", "LEBM", "LFBMVAE"]
 
 
 def _split_batch(batch: Any) -> tuple[Tensor, Tensor | None]:
@@ -150,16 +62,6 @@ def _split_batch(batch: Any) -> tuple[Tensor, Tensor | None]:
     )
 
 
-@torch.no_grad()
-def _mse(x: Tensor, x_hat: Tensor, mask: Tensor | None) -> float:
-    """Per-pixel squared error of a training batch (over the observed pixels when masked), for logging."""
-    err = (x_hat - x).pow(2)
-    if mask is None:
-        return float(err.mean())
-    m = torch.broadcast_to(mask, x.shape)
-    return float((err * m).sum() / m.sum().clamp_min(1))
-
-
 class LatentModel(GenerativeModel):
     """Top-down generator with a swappable latent prior and inference (see the module docstring).
 
@@ -168,11 +70,11 @@ class LatentModel(GenerativeModel):
         prior: a :class:`~symgen.models.priors.LatentPrior`.
         event_shape: ``(C, H, W)``.
         sigma: standard deviation of the observation residual.
-        inference: the :class:`InferenceSpec`.
+        inference: an :class:`~symgen.models.inference.MCMCInference` or
+            :class:`~symgen.models.inference.AmortizedInference` (its posterior becomes ``self.posterior``).
         lr: learning rates ``{"generator", "prior", "encoder"}``; with an EBM prior ``"ebm_prior"`` replaces
             ``"prior"`` and ``"ebm_generator"`` (if not ``None``) replaces ``"generator"`` (see
             :meth:`learning_rates`); ``betas`` of Adam.
-        posterior: the LFBM-VAE inference model (``inference.kind == "encoder"``), else ``None``.
         occlusion: training-data occlusion of Sec. 4.6 (``kind == "none"``: fully observed data).
     """
 
@@ -184,20 +86,18 @@ class LatentModel(GenerativeModel):
         prior: LatentPrior,
         event_shape: tuple[int, ...],
         sigma: float,
-        inference: InferenceSpec,
+        inference: Inference,
         lr: dict[str, float],
         betas: tuple[float, float] = (0.5, 0.999),
-        posterior: FlowPosterior | None = None,
         occlusion: OcclusionSpec | None = None,
     ) -> None:
         super().__init__()
         if not sigma > 0:
             raise ValueError(f"model.sigma must be > 0, got {sigma!r}")
-        if (inference.kind == "encoder") != (posterior is not None):
-            raise ValueError(
-                "an encoder posterior is required exactly when model.inference.kind == 'encoder'"
-            )
-        self.generator, self.prior, self.posterior = generator, prior, posterior
+        if not isinstance(inference, MCMCInference | AmortizedInference):
+            raise TypeError(f"inference must be an MCMCInference or AmortizedInference, got {inference!r}")
+        self.generator, self.prior = generator, prior
+        self.posterior = inference.posterior if isinstance(inference, AmortizedInference) else None
         self.event_shape, self.sigma = tuple(event_shape), float(sigma)
         self.latent_dim = prior.latent_dim
         self.inference, self.lr, self.betas = inference, dict(lr), tuple(betas)
@@ -215,6 +115,7 @@ class LatentModel(GenerativeModel):
                 "kind": "flow",  # gaussian (ABP) | flow (LFBM) | ebm (LEBM)
                 "flow": "glow_vector",  # registered flow (symgen.flows) of the flow prior
                 "flow_args": {},  # its constructor arguments (depth, hidden width...)
+                "standardize": True,  # flow prior: standardise latents (fitted to the first posterior batch)
                 "ebm": {
                     "hidden": 200,
                     "layers": 2,
@@ -229,10 +130,10 @@ class LatentModel(GenerativeModel):
                 "kind": "langevin",  # langevin | mala | hmc | encoder (LFBM-VAE)
                 "steps": 20,
                 "step_size": 0.1,
-                "noise": True,
+                "noise": None,  # langevin only: noise on/off (null: on in training, off at test time)
                 "test_steps": 400,  # evaluation chain (official code: 20x the training steps, no noise)
                 "test_step_size": 0.1,
-                "test_noise": False,
+                "test_noise": None,
                 "sampler_args": {},  # extra kernel arguments (e.g. HMC leapfrog steps)
             },
             "encoder": {"arch": "auto", "width": None, "flow": "glow_vector", "flow_args": {}},
@@ -251,8 +152,13 @@ class LatentModel(GenerativeModel):
             "occlusion": {"kind": "none", "rate": 0.0, "size": 0.0, "seed": 0},
             # evaluation options of symgen.tasks (recon_mse, inpaint_mse, anomaly_auprc, recovery_mse...)
             # recovery_chain: train (official: 20 noisy steps from N(0, I)) | test (long test chain) | both
-            "tasks": {"max_images": 1000, "batch_size": 500, "inpaint_size": 0.625, "inpaint_completions": 4,
-                      "recovery_chain": "train"},  # fmt: skip
+            "tasks": {
+                "max_images": 1000,
+                "batch_size": 500,
+                "inpaint_size": 0.625,
+                "inpaint_completions": 4,
+                "recovery_chain": "train",
+            },  # fmt: skip
         }
 
     @classmethod
@@ -266,9 +172,8 @@ class LatentModel(GenerativeModel):
         )
         init_generator(gen, str(gcfg.get("init", "default")))
         prior = build_prior(cfg["prior"], d)
-        inference = InferenceSpec.from_config(cfg["inference"])
         posterior = None
-        if inference.kind == "encoder":
+        if cfg["inference"]["kind"] == "encoder":
             ecfg = cfg["encoder"]
             enc = build_encoder(ecfg["arch"], d, data.event_shape, ecfg["width"])
             flow = None
@@ -276,9 +181,9 @@ class LatentModel(GenerativeModel):
                 flow = build_flow(ecfg["flow"], event_shape=(d,), **dict(ecfg["flow_args"]))
             posterior = FlowPosterior(enc, flow)
         return cls(
-            gen, prior, data.event_shape, float(cfg["sigma"]), inference,
+            gen, prior, data.event_shape, float(cfg["sigma"]), build_inference(cfg["inference"], posterior),
             lr={k: float(v) for k, v in cfg["lr"].items() if v is not None}, betas=tuple(cfg["betas"]),
-            posterior=posterior, occlusion=OcclusionSpec.from_config(cfg["occlusion"]),
+            occlusion=OcclusionSpec.from_config(cfg["occlusion"]),
         )  # fmt: skip
 
     def learning_rates(self) -> dict[str, float]:
@@ -295,21 +200,7 @@ class LatentModel(GenerativeModel):
         def adam(params: Any, lr: float) -> torch.optim.Optimizer:
             return torch.optim.Adam(params, lr=lr, betas=self.betas)
 
-        rates = self.learning_rates()
-
-        if self.posterior is not None:  # LFBM-VAE: one ELBO, one optimizer with per-part learning rates
-            groups = [
-                {"params": list(self.generator.parameters()), "lr": rates["generator"]},
-                {"params": list(self.posterior.parameters()), "lr": rates["encoder"]},
-            ]
-            prior_params = list(self.prior.parameters())
-            if prior_params:
-                groups.append({"params": prior_params, "lr": rates["prior"]})
-            return {"vae": adam(groups, rates["generator"])}
-        opts = {"generator": adam(self.generator.parameters(), rates["generator"])}
-        if any(True for _ in self.prior.parameters()):
-            opts["prior"] = adam(self.prior.parameters(), rates["prior"])
-        return opts
+        return self.inference.optimizers(self, adam)
 
     # ------------------------------------------------------------------ densities
     def log_likelihood(self, x: Tensor, z: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -332,16 +223,6 @@ class LatentModel(GenerativeModel):
         return posterior_log_prob(self.prior.log_prob, self.generator, x, self.sigma, mask)
 
     # ------------------------------------------------------------------ inference
-    def _kernel(self, kind: str, step_size: float, noise: bool, generator: torch.Generator | None) -> Kernel:
-        args = dict(self.inference.sampler_args)
-        if kind == "langevin":
-            return Langevin(
-                step_size=step_size, noise_scale=1.0 if noise else 0.0, generator=generator, **args
-            )
-        if kind == "mala":
-            return MALA(step_size=step_size, generator=generator, **args)
-        return HMC(step_size=step_size, generator=generator, **args)
-
     def infer(
         self,
         x: Tensor,
@@ -351,25 +232,9 @@ class LatentModel(GenerativeModel):
         z0: Tensor | None = None,
         steps: int | None = None,
     ) -> Tensor:
-        """Latents of ``x`` (detached, ``(B, d)``).
-
-        A chain on the (masked) posterior from ``z0`` (default: :math:`\\mathcal{N}(0, I)`), with the
-        training or the test-time settings of :class:`InferenceSpec`; LFBM-VAE uses its encoder for fully
-        observed images (``mask is None``) and the test-time Langevin chain otherwise (Sec. 4.3).
-        """
-        if self.posterior is not None and mask is None and z0 is None:
-            with torch.no_grad():
-                if test:
-                    return self.posterior.mode(x)
-                return self.posterior.rsample_and_log_prob(x, generator)[0]
-        kind, n_steps, step_size, noise = self.inference.chain(test or self.posterior is not None)
-        n_steps = n_steps if steps is None else int(steps)
-        gen = generator if generator is None or generator.device == x.device else None
-        if z0 is None:
-            z0 = randn_on((x.shape[0], self.latent_dim), generator, x.device)
-        kernel = self._kernel(kind, step_size, noise, gen)
-        z, _ = run_chain(kernel, self.posterior_log_prob(x, mask), z0, n_steps)
-        return z.detach()
+        """Latents of ``x`` (detached, ``(B, d)``) by the model's inference, training or test-time settings
+        (see :mod:`symgen.models.inference`)."""
+        return self.inference.infer(self, x, mask, test, generator, z0, steps)
 
     # ------------------------------------------------------------------ training
     def training_mask(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
@@ -379,40 +244,9 @@ class LatentModel(GenerativeModel):
         return occlusion_mask(x, self.occlusion) if self.occlusion.active else None
 
     def training_step(self, batch: Any, ctx: StepContext) -> dict[str, float]:
-        """Algorithm 1 (Langevin inference) or one ELBO step (LFBM-VAE, Eq. (24))."""
+        """Algorithm 1 (MCMC inference) or one ELBO step (LFBM-VAE, Eq. (24)), by the model's inference."""
         x, mask = _split_batch(batch)
-        mask = self.training_mask(x, mask)
-        if self.posterior is not None:
-            return self._vae_step(x, mask, ctx)
-        z = self.infer(x, mask, generator=ctx.generator)  # line 4 of Algorithm 1, no gradient through it
-        logs: dict[str, float] = {}
-        prior_loss, prior_logs = self.prior.loss(z, ctx.generator)
-        if prior_loss is not None:  # line 5: Eq. (6) (flow) / contrastive EBM update (LEBM)
-            ctx.optimize("prior", prior_loss)
-            logs["prior_loss"] = float(prior_loss.detach())
-        x_hat = self.generator(z)
-        gen_loss = -gaussian_log_likelihood(x, x_hat, self.sigma, mask).mean()  # line 6: Eq. (7)
-        ctx.optimize("generator", gen_loss)
-        logs["gen_loss"] = float(gen_loss.detach())
-        logs["loss"] = logs["gen_loss"] + logs.get("prior_loss", 0.0)
-        logs["recon_mse"] = _mse(x, x_hat, mask)
-        return {**logs, **prior_logs}
-
-    def _vae_step(self, x: Tensor, mask: Tensor | None, ctx: StepContext) -> dict[str, float]:
-        if mask is not None:
-            raise ValueError(
-                "LFBM-VAE cannot learn from occluded images (LFBM Sec. 4.6); set model.occlusion.kind=none"
-            )
-        assert self.posterior is not None
-        z, log_q = self.posterior.rsample_and_log_prob(x, ctx.generator)
-        x_hat = self.generator(z)
-        log_px = gaussian_log_likelihood(x, x_hat, self.sigma, constants=True)
-        log_pz = self.prior.log_prob(z)
-        elbo = log_px + log_pz - log_q  # Eq. (24)
-        loss = -elbo.mean()
-        ctx.optimize("vae", loss)
-        return {"loss": float(loss.detach()), "kl": float((log_q - log_pz).mean().detach()),
-                "recon_mse": _mse(x, x_hat, None)}  # fmt: skip
+        return self.inference.training_step(self, x, self.training_mask(x, mask), ctx)
 
     # ------------------------------------------------------------------ sampling and tasks
     @torch.no_grad()

@@ -1,7 +1,19 @@
-"""Neural network building blocks: top-down generators, latent energy networks and encoders."""
+"""Neural network building blocks: top-down generators, energy networks (latent and image space), encoders
+and time-conditioned blocks for diffusion models."""
 
+from symgen.nets.activations import ACTIVATIONS, LipSwish, make_activation
 from symgen.nets.encoders import ENCODERS, GaussianEncoder, build_encoder
-from symgen.nets.energy import LatentEnergy
+from symgen.nets.energy import (
+    ENERGY_ARCHS,
+    ENERGY_PRESETS,
+    ConvEnergy,
+    EnergyPreset,
+    ImageEnergy,
+    LatentEnergy,
+    ResConvEnergy,
+    ResDownBlock,
+    build_energy_net,
+)
 from symgen.nets.generators import (
     DCGAN32,
     DCGAN64,
@@ -11,6 +23,16 @@ from symgen.nets.generators import (
     Digits8,
     build_generator,
     default_generator_arch,
+)
+from symgen.nets.time import (
+    AdaGroupNorm,
+    SelfAttention2d,
+    TimeEmbedding,
+    TimeMLP,
+    TimeResBlock,
+    UNet,
+    num_groups,
+    sinusoidal_embedding,
 )
 
 __all__ = [
@@ -23,6 +45,25 @@ __all__ = [
     "build_generator",
     "default_generator_arch",
     "LatentEnergy",
+    "ImageEnergy",
+    "ConvEnergy",
+    "ResConvEnergy",
+    "ResDownBlock",
+    "EnergyPreset",
+    "ENERGY_ARCHS",
+    "ENERGY_PRESETS",
+    "build_energy_net",
+    "LipSwish",
+    "ACTIVATIONS",
+    "make_activation",
+    "sinusoidal_embedding",
+    "TimeEmbedding",
+    "AdaGroupNorm",
+    "TimeResBlock",
+    "SelfAttention2d",
+    "UNet",
+    "TimeMLP",
+    "num_groups",
     "GaussianEncoder",
     "ENCODERS",
     "build_encoder",
