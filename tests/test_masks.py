@@ -10,11 +10,11 @@ import torch
 from scipy import stats
 
 from symgen.data.masks import (
-    MASKS,
+    OcclusionSpec,
     apply_mask,
     center_square,
     check_mask,
-    make_mask,
+    occlusion_mask,
     random_square,
     salt_and_pepper,
 )
@@ -113,13 +113,18 @@ def test_mask_argument_validation() -> None:
         salt_and_pepper((1, 1, 4, 4), 1.5)
     with pytest.raises(ValueError, match="either generator or seed"):
         salt_and_pepper((1, 1, 4, 4), 0.5, seed=0, generator=torch.Generator())
-    with pytest.raises(ValueError, match="kind must be one of"):
-        make_mask("circle", (1, 1, 4, 4))
+    with pytest.raises(ValueError, match="occlusion kind must be one of"):
+        OcclusionSpec(kind="circle")
 
 
-def test_make_mask_by_name() -> None:
-    assert set(MASKS) == {"center_square", "random_square", "salt_and_pepper"}
-    assert torch.equal(make_mask("center_square", (2, 3, 8, 8), size=4), center_square((2, 3, 8, 8), 4))
-    assert torch.equal(
-        make_mask("salt_and_pepper", (2, 3, 8, 8), p=0.5, seed=1), salt_and_pepper((2, 3, 8, 8), 0.5, seed=1)
-    )
+def test_one_mask_convention_everywhere() -> None:
+    """1 = observed in masks, occlusions and the masked MSE (hidden pixels are where the mask is 0)."""
+    from symgen.metrics.recon import masked_mse
+
+    x = torch.zeros(2, 1, 8, 8)
+    m = center_square(x.shape, 4)
+    occ = occlusion_mask(x, OcclusionSpec(kind="center", size=0.5))
+    assert torch.equal(m, occ) and m.sum() == 2 * (64 - 16)
+    x_hat = x + (1 - m)  # wrong exactly on the hidden square
+    hidden, observed = masked_mse(x, x_hat, m)
+    assert hidden == 1.0 and observed == 0.0

@@ -291,8 +291,8 @@ def test_bad_extractor_spec_raises_value_error():
 def test_masked_mse_matches_explicit_sums():
     torch.manual_seed(0)
     x, x_hat = torch.randn(4, 3, 5, 5), torch.randn(4, 3, 5, 5)
-    mask = torch.rand(4, 1, 5, 5) < 0.3
-    err, m = ((x - x_hat) ** 2).numpy(), np.broadcast_to(mask.numpy(), x.shape)
+    mask = torch.rand(4, 1, 5, 5) >= 0.3  # 1 = observed
+    err, m = ((x - x_hat) ** 2).numpy(), np.broadcast_to(~mask.numpy(), x.shape)  # m: hidden
     masked, unmasked = masked_mse(x, x_hat, mask)
     assert masked == pytest.approx(err[m].mean(), rel=1e-12)
     assert unmasked == pytest.approx(err[~m].mean(), rel=1e-12)

@@ -13,17 +13,25 @@ from torch import nn
 
 import symgen.data
 from symgen.data.base import ImageData
-from symgen.data.masks import PATCH_COUNTS, patch_count
+from symgen.data.masks import (
+    PATCH_COUNTS,
+    OcclusionSpec,
+    _image_keys,
+    hash_uniform,
+    occlusion_mask,
+    patch_count,
+    square_side,
+)
+from symgen.data.splits import anomaly_splits
 from symgen.evaluation import EvalContext
 from symgen.metrics.anomaly import auprc
 from symgen.models.inference import MCMCInference
 from symgen.models.latent import LatentModel
 from symgen.models.priors import FlowPrior, GaussianPrior
-from symgen.tasks.anomaly import anomaly_splits, eval_anomaly_auprc
+from symgen.tasks.anomaly import eval_anomaly_auprc
 from symgen.tasks.inpaint import eval_inpaint_mse
 from symgen.tasks.interpolate import interpolate_latents, prior_interpolation
 from symgen.tasks.latent_density import principal_axes
-from symgen.tasks.occlusion import OcclusionSpec, _image_keys, hash_uniform, occlusion_mask, square_side
 from symgen.tasks.reconstruct import eval_recon_mse
 from symgen.tasks.recovery import eval_recovery_mse
 

@@ -277,10 +277,11 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 RESUMABLE_KEYS_DOC = (
-    "May change on resume (applied): every train.* key except train.ema_decay and train.ema_modules (steps, intervals, "
-    "evaluations, grad_clip, keep_checkpoints, ...), learning rates and their schedules (model keys "
-    "named lr or lr_*), device and data.root. Everything else (architecture, seed, data, batch size, "
-    "EMA) is fixed by the checkpoint: changing it is refused with the list of keys."
+    "May change on resume (applied): every train.* key except train.ema_decay and train.ema_modules "
+    "(steps, stages, intervals, evaluations, grad_clip, keep_checkpoints, precision, ...), learning rates "
+    "and their schedules (model keys named lr or lr_*), device and data.root. Everything else "
+    "(architecture, seed, data, batch size, EMA) is fixed by the checkpoint: changing it is refused with "
+    "the list of keys."
 )
 
 

@@ -128,7 +128,7 @@ def run_evaluations(
 
 
 def make_sample_hook(data: Any):
-    """Trainer hook writing a sample picture ``images/samples-<step>.png``."""
+    """Trainer hook writing a sample picture ``images/samples-<step>.png`` (also to the run's sinks)."""
 
     def hook(trainer: Any) -> None:
         if not trainer.run.enabled:
@@ -138,7 +138,8 @@ def make_sample_hook(data: Any):
         n = int(trainer.cfg["train"]["n_samples"])
         with torch.no_grad():
             x = model.sample(n, generator=torch.Generator().manual_seed(0)).cpu()
-        save_samples(x, data, trainer.run.image_path(f"samples-{trainer.step:07d}"))
+        path = save_samples(x, data, trainer.run.image_path(f"samples-{trainer.step:07d}"))
+        trainer.run.log_image("samples", path, trainer.step)
 
     return hook
 

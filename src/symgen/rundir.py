@@ -293,10 +293,15 @@ class RunDir:
                 for k, v in rec.items():
                     if k not in ("kind", "step", "time"):
                         lines.append(f"| {rec.get('step', '')} | {k} | {_fmt(v)} |")
-        curves = sorted((self.path / "plots").glob("curves-*.png"))  # drawn by symgen.report
+        from symgen.curves import CURVE_PREFIX, group_rank  # figures drawn by symgen.report
+
+        n = len(CURVE_PREFIX)
+        curves = sorted(
+            (self.path / "plots").glob(f"{CURVE_PREFIX}*.png"), key=lambda f: group_rank(f.stem[n:])
+        )
         if curves:
             lines += ["", "## Training curves", ""]
-            lines += [f"![{f.stem[len('curves-') :]}](plots/{f.name})\n" for f in curves]
+            lines += [f"![{f.stem[n:]}](plots/{f.name})\n" for f in curves]
         for folder in ("images", "plots"):
             files = [f for f in sorted((self.path / folder).glob("*.png")) if f not in curves]
             if files:

@@ -10,6 +10,7 @@ These are what the CLI calls and what the Python API exposes::
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,13 @@ from torch import Tensor
 from symgen.batches import make_stream
 from symgen.config import apply_overrides, merge
 from symgen.distributed import cleanup, init_distributed
+from symgen.ema import ema_weights
+from symgen.init_from import apply_init_from
 from symgen.models.base import DataInfo, GenerativeModel
 from symgen.registry import MODELS
+from symgen.report import write_run_report
 from symgen.rundir import RunDir
+from symgen.tensorboard import TensorBoardMissing, attach_tensorboard, require_tensorboard
 from symgen.trainer import Trainer, seed_everything
 
 __all__ = [
@@ -69,7 +74,7 @@ def load_data(cfg: dict[str, Any]) -> DataSplits:
         return data_mod.load(name, **_accepted(name, kwargs))
 
     if dcfg["holdout_class"] is not None:
-        from symgen.tasks.anomaly import anomaly_splits
+        from symgen.data.splits import anomaly_splits
 
         train, val, test = anomaly_splits(
             images("all"), int(dcfg["holdout_class"]), seed=int(dcfg["split_seed"])
@@ -83,22 +88,41 @@ def load_data(cfg: dict[str, Any]) -> DataSplits:
 
 
 def _accepted(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Keep the keyword arguments the dataset's loader accepts; ``None`` values are dropped."""
+    """Keep the keyword arguments the dataset's loader accepts; ``None`` values are dropped.
+
+    A path (image folder / ``.npz``) gets the seeded train/test ``split`` like every named dataset."""
     import inspect
 
     from symgen.registry import DATASETS
 
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if name not in DATASETS:  # a path: image folder / .npz reader
-        return {k: v for k, v in kwargs.items() if k == "image_size"}
+        return {k: v for k, v in kwargs.items() if k in ("image_size", "split", "seed")}
     params = inspect.signature(DATASETS.get(name)).parameters
     return {k: v for k, v in kwargs.items() if k in params}
+
+
+def absolute_data_paths(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with a dataset path (``data.name``) and ``data.root`` made absolute, so that the run's
+    ``config.yaml`` finds its data from any working directory."""
+    import os
+
+    import symgen.data as data_mod
+    from symgen.registry import DATASETS
+
+    dcfg = dict(cfg["data"])
+    name = str(dcfg["name"])
+    if name not in DATASETS and name not in data_mod.TOY_NAMES and os.path.exists(name):
+        dcfg["name"] = str(Path(name).expanduser().resolve())
+    if dcfg.get("root") is not None and os.path.exists(str(dcfg["root"])):
+        dcfg["root"] = str(Path(str(dcfg["root"])).expanduser().resolve())
+    return {**cfg, "data": dcfg}
 
 
 def build_model(cfg: dict[str, Any], info: DataInfo, device: torch.device) -> GenerativeModel:
     """Instantiate the model named in ``cfg['model']['name']`` on ``device``."""
     model_cls = MODELS.get(cfg["model"]["name"])
-    mcfg = {k: v for k, v in cfg["model"].items() if k != "name"}
+    mcfg = {k: v for k, v in cfg["model"].items() if k not in ("name", "init_from")}
     model = model_cls.from_config(mcfg, info).to(device)
     if cfg["train"].get("compile"):
         model = torch.compile(model)  # opt-in
@@ -113,12 +137,25 @@ def train(
 ) -> Trainer:
     """Train the model described by ``cfg`` into the run directory ``out`` (or resume it).
 
+    A fresh run needs a new or empty directory; ``resume`` continues the latest checkpoint with the
+    settings of ``cfg`` that may change (see :func:`symgen.config.resume_changes`), after cutting
+    ``metrics.jsonl`` back to the checkpoint's step. The directory is locked for the whole run.
     Returns the trainer (its ``model``, ``run`` and ``last_logs``)."""
+    from symgen.config import resume_changes, validate_config
     from symgen.evaluation import make_eval_hook, make_sample_hook
 
+    cfg = validate_config(absolute_data_paths(cfg))
+    if cfg["train"].get("tensorboard"):
+        require_tensorboard()  # fail before any data is loaded
     dist, device = init_distributed(cfg["device"])
+    run = RunDir(out, enabled=dist.is_main)
     try:
-        run = RunDir(out, enabled=dist.is_main)
+        changed: list[str] = []
+        if resume:
+            run.open_existing()
+            changed = resume_changes(_stored_config(run), cfg)
+        else:
+            run.create()
         seed_everything(int(cfg["seed"]) + dist.rank)
         splits = load_data(cfg)
         model = build_model(cfg, splits.info, device)
@@ -139,23 +176,45 @@ def train(
         if resume:
             state = run.load_latest(map_location=device)
             trainer.load_state_dict(state)
-            run.log({"kind": "resume", "step": trainer.step})
-        run.save_config(cfg)
+            run.truncate_metrics(trainer.step)
+            run.log({"kind": "resume", "step": trainer.step, **({"changed": changed} if changed else {})})
+        attach_tensorboard(run, cfg, purge_step=trainer.step + 1 if resume else None)  # as truncate_metrics
         trainer.initialize()
+        if not resume and cfg["model"].get("init_from"):
+            cfg["model"]["init_from"] = apply_init_from(trainer.model, cfg["model"]["init_from"])
+        run.save_config(cfg)
         trainer.fit()
-        run.write_report(f"{cfg['model']['name']} on {cfg['data']['name']}", trainer.last_logs)
+        write_run_report(run, f"{cfg['model']['name']} on {cfg['data']['name']}", trainer.last_logs)
         return trainer
     finally:
+        run.close()
         cleanup(dist)
 
 
-def resume_config(run_dir: str | Path, overrides: list[str]) -> dict[str, Any]:
-    """The stored config of ``run_dir`` with ``--set`` overrides applied (validated against defaults)."""
+def _stored_config(run: RunDir) -> dict[str, Any]:
+    """A run's ``config.yaml`` completed with today's defaults (keys added since it was written)."""
     from symgen.config import default_config
 
-    stored = RunDir(run_dir, enabled=False).load_config()
-    cfg = merge(default_config(stored["model"]["name"]), stored)
-    return apply_overrides(cfg, overrides)
+    stored = run.load_config()
+    return absolute_data_paths(merge(default_config(stored["model"]["name"]), stored))
+
+
+def resume_config(
+    run_dir: str | Path, overrides: list[str], config_file: str | Path | None = None
+) -> dict[str, Any]:
+    """The stored config of ``run_dir``, then the keys of ``config_file``, then ``--set`` overrides.
+
+    Whether the changed keys may change on resume is checked by :func:`train`."""
+    from symgen.config import load_yaml, validate_config
+
+    cfg = _stored_config(RunDir(run_dir, enabled=False))
+    if config_file is not None:
+        file_cfg = load_yaml(config_file)
+        name = (file_cfg.get("model") or {}).get("name", cfg["model"]["name"])
+        if name != cfg["model"]["name"]:
+            raise ValueError(f"config file {config_file} is for model '{name}', not '{cfg['model']['name']}'")
+        cfg = merge(cfg, file_cfg)
+    return validate_config(apply_overrides(cfg, overrides))
 
 
 @dataclass
@@ -172,14 +231,16 @@ class LoadedRun:
 
 def load_run(run_dir: str | Path, device: str = "cpu", use_ema: bool = True) -> LoadedRun:
     """Restore the newest checkpoint of ``run_dir`` (EMA weights when the run kept them)."""
-    run = RunDir(run_dir, enabled=True)
+    from symgen.distributed import resolve_device
+
+    dev = resolve_device(device)
+    run = RunDir(run_dir, enabled=True).open_existing(lock=False)
     cfg = resume_config(run_dir, [])
-    dev = torch.device(device)
     state = run.load_latest(map_location=dev)
     data = load_data(cfg)
     model = build_model(cfg, data.info, dev)
-    if use_ema and state.get("ema") is not None:
-        ema = {k[len("module.") :]: v for k, v in state["ema"].items() if k.startswith("module.")}
+    ema = ema_weights(state) if use_ema else None
+    if ema is not None:
         model.load_state_dict(ema)
     else:
         model.load_state_dict(state["model"])
@@ -209,10 +270,23 @@ def evaluate_run(
     run_dir: str | Path, metrics: list[str], device: str = "cpu", seed: int = 0
 ) -> dict[str, float]:
     """Run the named evaluations on a trained run and append them to its ``metrics.jsonl``."""
+    from symgen.config import ConfigError
     from symgen.evaluation import run_evaluations
+    from symgen.registry import EVALS
 
+    unknown = [m for m in metrics if m not in EVALS]
+    if unknown:
+        raise ConfigError(f"unknown evaluation(s) {unknown}; available: {', '.join(EVALS.names())}")
     loaded = load_run(run_dir, device)
-    seed_everything(seed)
-    results = run_evaluations(loaded.model, loaded.cfg, loaded.data, loaded.run, metrics, loaded.step, seed)
-    loaded.run.write_report(f"{loaded.cfg['model']['name']} on {loaded.cfg['data']['name']}")
+    loaded.run.lock.acquire()  # evaluations append to metrics.jsonl: one writer at a time
+    try:
+        seed_everything(seed)
+        with contextlib.suppress(TensorBoardMissing):  # not installed here: metrics.jsonl is enough
+            attach_tensorboard(loaded.run, loaded.cfg)
+        results = run_evaluations(
+            loaded.model, loaded.cfg, loaded.data, loaded.run, metrics, loaded.step, seed
+        )
+        write_run_report(loaded.run, f"{loaded.cfg['model']['name']} on {loaded.cfg['data']['name']}")
+    finally:
+        loaded.run.close()
     return results

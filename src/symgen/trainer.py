@@ -24,8 +24,8 @@ from symgen.batches import BatchStream
 from symgen.checkpoint import rng_state, set_rng_state
 from symgen.distributed import DistInfo, allreduce_gradients, broadcast_module, gather_objects
 from symgen.ema import EMA
-from symgen.precision import Precision
 from symgen.models.base import GenerativeModel, StepContext
+from symgen.precision import Precision
 from symgen.rundir import RunDir
 from symgen.stages import Stage, parse_stages, stage_at
 
@@ -87,6 +87,7 @@ class Trainer:
         self.stages = parse_stages(self.tcfg.get("stages"), list(self.optimizers))
         self._clip = _clip_by_optimizer(self.tcfg.get("grad_clip"), list(self.optimizers))
         self.stage: Stage | None = None
+        self._grad_norms: dict[str, float] = {}  # pre-clip gradient norm of each optimizer's last update
         self.precision = Precision(self.tcfg.get("precision", "fp32"), device)
         self.step = 0
         self.ema = EMA(model, self.tcfg.get("ema_decay"), self.tcfg.get("ema_modules") or [])
@@ -204,6 +205,7 @@ class Trainer:
             opt.step()
         if name in self.schedulers:
             self.schedulers[name].step()
+        self._grad_norms[name] = float(norm)
         return float(norm)
 
     def _context(self) -> StepContext:
@@ -304,7 +306,8 @@ class Trainer:
                 if self.step % log_every == 0 or self.step == total:
                     self._check_parameters()
                     rate = seen / max(time.perf_counter() - t0, 1e-9)
-                    self.last_logs = {**logs, "examples_per_s": rate * self.dist.world_size}
+                    norms = {f"grad_norm/{k}": v for k, v in self._grad_norms.items()}
+                    self.last_logs = {**logs, **norms, "examples_per_s": rate * self.dist.world_size}
                     self.run.log({"kind": "train", "step": self.step, **self.last_logs})
                 if bar is not None:
                     bar.update(1)

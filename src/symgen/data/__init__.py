@@ -1,5 +1,5 @@
-"""Datasets: toy 2-D distributions with exact densities, the bundled 8x8 digits, on-disk image readers
-and inpainting masks.
+"""Datasets: toy 2-D distributions with exact densities, the bundled 8x8 digits, on-disk image readers,
+masks and occlusions (:mod:`symgen.data.masks`) and protocol splits (:mod:`symgen.data.splits`).
 
 ``load(name, **kwargs)`` returns a :class:`Toy2D` (``kind == "toy2d"``) or an :class:`ImageData`
 (``kind == "image"``). ``name`` is a name registered in :data:`symgen.registry.DATASETS` (listed in
@@ -21,6 +21,7 @@ from typing import Any
 
 from symgen.data import (
     masks,
+    splits,
     standard,  # noqa: F401  (registers mnist, cifar10, svhn, celeba)
 )
 from symgen.data.base import ImageData
@@ -29,7 +30,7 @@ from symgen.data.images import load_path
 from symgen.data.toy2d import TOY_NAMES, Toy2D
 from symgen.registry import DATASETS
 
-__all__ = ["load", "Toy2D", "ImageData", "DATASET_NAMES", "TOY_NAMES", "load_digits", "masks"]
+__all__ = ["load", "Toy2D", "ImageData", "DATASET_NAMES", "TOY_NAMES", "load_digits", "masks", "splits"]
 
 DATASET_NAMES: tuple[str, ...] = tuple(DATASETS.names())
 

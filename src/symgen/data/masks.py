@@ -1,4 +1,6 @@
-"""Pixel masks for inpainting and recovery from incomplete images (Sections 4.3 and 4.6 of the LFBM paper).
+"""Pixel masks: inpainting holes and the occlusions of training data (Sections 4.3 and 4.6 of the LFBM paper).
+
+This is symgen's one mask module: every mask, in every module that takes one, follows its convention.
 
 Convention (the LFBM paper's :math:`m`): **1 = observed (visible) pixel, 0 = missing**. A mask has shape
 ``(N, 1, H, W)`` and broadcasts over the channels of an ``(N, C, H, W)`` batch; the observed image is
@@ -13,6 +15,16 @@ Convention (the LFBM paper's :math:`m`): **1 = observed (visible) pixel, 0 = mis
   official code's "salt and pepper" occlusion (``train_flexible_priors.py``) is not per pixel: it hides
   random 8x8 patches on 64x64 images, 24 / 48 / 90 of them for a nominal 30 / 50 / 70 %.
 
+**Training occlusions** (:class:`OcclusionSpec`, :func:`occlusion_mask`): for unsupervised recovery the
+training set is occluded once and for all -- every image keeps the same mask for the whole run and the
+evaluation finds it again -- so each image's mask is drawn from a counter-based hash of its own pixels
+and a seed (no state, no index bookkeeping, identical on every device and after resuming). Square sides
+are given there as a fraction of the image side (20/64, 30/64, 40/64 in the paper), rounded half up, so
+one config scales from 64x64 faces to 8x8 digits. Kinds: ``center``, ``square`` (one random square),
+``salt_and_pepper`` (per pixel, rate), ``patches`` (the official code's "salt and pepper": random 8x8
+patches on 64x64 images, :data:`PATCH_COUNTS`; on 8x8 digits a 1/8-side patch is one pixel, so per-pixel
+``salt_and_pepper`` is the faithful scaling there).
+
 Random masks take a ``generator`` or a ``seed`` (not both) and are reproducible given either. The random
 numbers are drawn on the generator's device (the CPU unless given a CUDA generator) and the mask is moved
 to ``device``. Hand-written: a few lines each, no library needed.
@@ -20,7 +32,8 @@ to ``device``. Hand-written: a few lines each, no library needed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,8 +48,10 @@ __all__ = [
     "PATCH_COUNTS",
     "apply_mask",
     "check_mask",
-    "make_mask",
-    "MASKS",
+    "square_side",
+    "OcclusionSpec",
+    "occlusion_mask",
+    "hash_uniform",
 ]
 
 Shape = Sequence[int] | torch.Size
@@ -204,15 +219,113 @@ def apply_mask(x: Tensor, mask: Tensor, fill: float = 0.0) -> Tensor:
     return x * m + fill * (1 - m)
 
 
-MASKS: dict[str, Callable[..., Tensor]] = {
-    "center_square": center_square,
-    "random_square": random_square,
-    "salt_and_pepper": salt_and_pepper,
-}
+# ---------------------------------------------------------------- training occlusions (Sec. 4.6)
+
+_KINDS = ("none", "center", "square", "salt_and_pepper", "patches")
+_M32 = 0xFFFFFFFF
 
 
-def make_mask(kind: str, shape: Shape, **kwargs: Any) -> Tensor:
-    """Mask by name (``"center_square"``, ``"random_square"``, ``"salt_and_pepper"``), e.g. from a config."""
-    if kind not in MASKS:
-        raise ValueError(f"kind must be one of {', '.join(map(repr, MASKS))}, got {kind!r}")
-    return MASKS[kind](shape, **kwargs)
+@dataclass(frozen=True)
+class OcclusionSpec:
+    """Which pixels are hidden: ``kind`` in ``none | center | square | salt_and_pepper | patches``.
+
+    Attributes:
+        kind: mask family.
+        rate: fraction of occluded pixels for ``salt_and_pepper``, in ``[0, 1)``; for ``patches`` the
+            nominal percentage of the official table (0.3 / 0.5 / 0.7 -> 24 / 48 / 90 patches).
+        size: square side as a fraction of the image side for ``center`` / ``square`` / ``patches``, in
+            ``(0, 1]`` (``patches``: 0 means the official 8/64).
+        seed: seed of the per-image random masks.
+    """
+
+    kind: str = "none"
+    rate: float = 0.0
+    size: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"occlusion kind must be one of {_KINDS}, got {self.kind!r}")
+        if self.kind == "salt_and_pepper" and not 0.0 <= self.rate < 1.0:
+            raise ValueError(f"occlusion rate must be in [0, 1) for salt_and_pepper, got {self.rate!r}")
+        if self.kind == "patches":
+            patch_count(self.rate)  # one of the official rates
+            if not 0.0 <= self.size <= 1.0:
+                raise ValueError(
+                    f"patch size must be a fraction of the image side in [0, 1], got {self.size!r}"
+                )
+        if self.kind in ("center", "square") and not 0.0 < self.size <= 1.0:
+            raise ValueError(
+                f"occlusion size must be a fraction of the image side in (0, 1], got {self.size!r}"
+            )
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> OcclusionSpec:
+        """From a ``{kind, rate, size, seed}`` mapping (missing keys take the defaults)."""
+        return cls(
+            kind=str(cfg.get("kind", "none")),
+            rate=float(cfg.get("rate", 0.0)),
+            size=float(cfg.get("size", 0.0)),
+            seed=int(cfg.get("seed", 0)),
+        )
+
+    @property
+    def active(self) -> bool:
+        return self.kind != "none"
+
+
+def square_side(size: float, image_side: int) -> int:
+    """Side in pixels of a square covering ``size`` of an image side (rounded half up, at least 1)."""
+    return max(1, min(image_side, int(size * image_side + 0.5)))
+
+
+def _mix32(h: Tensor) -> Tensor:
+    """A 32-bit integer finaliser (xor-shift-multiply) on int64 tensors holding values < 2**32."""
+    h = ((h ^ (h >> 16)) * 0x45D9F3B) & _M32
+    h = ((h ^ (h >> 16)) * 0x45D9F3B) & _M32
+    return h ^ (h >> 16)
+
+
+def _image_keys(x: Tensor, seed: int) -> Tensor:
+    """One 32-bit key per image from its pixels quantised to 8 bits (``(B,)`` int64)."""
+    flat = x.detach().reshape(x.shape[0], -1)
+    q = ((flat.clamp(-1, 1) + 1) * 127.5).round().to(torch.int64)
+    idx = torch.arange(flat.shape[1], device=x.device, dtype=torch.int64)
+    weights = _mix32((idx + 0x9E3779B9 + seed) & _M32) & 0xFFFFF  # fixed pseudo-random 20-bit weights
+    return _mix32((q * weights).sum(1) & _M32 ^ (seed & _M32))
+
+
+def hash_uniform(keys: Tensor, n: int) -> Tensor:
+    """``(B, n)`` uniforms in ``[0, 1)``: a deterministic function of each row's 32-bit key."""
+    idx = torch.arange(n, device=keys.device, dtype=torch.int64)
+    h = _mix32((keys[:, None] * 0x2545F49 + idx[None, :] * 0x61C8864 + 0x7F4A7C15) & _M32)
+    return h.to(torch.float64).div(2.0**32).float()
+
+
+def occlusion_mask(x: Tensor, spec: OcclusionSpec) -> Tensor:
+    """The fixed occlusion mask of every image in ``x`` (``(B, C, H, W)`` in ``[-1, 1]``).
+
+    Returns ``(B, 1, H, W)`` float, 1 = observed; all ones for ``kind == "none"``.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"x must be images (B, C, H, W), got shape {tuple(x.shape)}")
+    b, _, h, w = x.shape
+    if spec.kind == "none":
+        return torch.ones(b, 1, h, w, device=x.device)
+    if spec.kind == "center":
+        return center_square(tuple(x.shape), square_side(spec.size, min(h, w)), device=x.device)
+    keys = _image_keys(x, spec.seed)
+    if spec.kind == "salt_and_pepper":
+        u = hash_uniform(keys, h * w).view(b, 1, h, w)
+        return (u >= spec.rate).float()
+    if spec.kind == "patches":
+        n, s = patch_count(spec.rate), square_side(spec.size or 8 / 64, min(h, w))
+        u = hash_uniform(keys, 2 * n).view(b, 2, n)  # uniform corners, the patch inside the image
+        top = (u[:, 0] * (h - s + 1)).floor().long()
+        left = (u[:, 1] * (w - s + 1)).floor().long()
+        return patches_mask(top, left, s, h, w).float()
+    s = square_side(spec.size, min(h, w))
+    u = hash_uniform(keys, 2)
+    top = (u[:, 0] * (h - s + 1)).floor().long()
+    left = (u[:, 1] * (w - s + 1)).floor().long()
+    return _square_mask(top, left, s, h, w).float()

@@ -8,7 +8,9 @@
 torch.Size([4])
 
 Registered flows (``symgen.registry.FLOWS``): ``realnvp``, ``nsf``, ``maf`` (zuko vector flows),
-``glow_vector`` (LFBM prior), ``glow`` and ``realnvp_image`` (image flows). See docs/flows.md.
+``glow_vector`` (LFBM prior), ``glow`` and ``realnvp_image`` (image flows). ``standardized(flow)`` puts a
+data-fitted affine normalisation in front of a vector flow; ``nsf`` warns (``OutOfDomainWarning``) when
+training data leave the box its splines act on. See docs/flows.md.
 """
 
 from symgen.flows.base import (
@@ -28,10 +30,12 @@ from symgen.flows.coupling import (
     soft_clamp,
 )
 from symgen.flows.dequant import LogitTransform, bits_per_dim, dequantize, quantize
+from symgen.flows.domain import OutOfDomainWarning, warn_outside_domain
 from symgen.flows.glow import Glow, GlowStep
 from symgen.flows.layers import ActNorm, InvertibleLinear, Permute
 from symgen.flows.multiscale import MultiScale, SplitPrior, Squeeze
 from symgen.flows.realnvp import RealNVPImage
+from symgen.flows.standardize import Standardize, Standardized, standardized
 from symgen.flows.vector import MAF, NSF, GlowVector, RealNVP
 
 __all__ = [
@@ -51,11 +55,14 @@ __all__ = [
     "MultiScale",
     "NSF",
     "NonFiniteError",
+    "OutOfDomainWarning",
     "Permute",
     "RealNVP",
     "RealNVPImage",
     "SplitPrior",
     "Squeeze",
+    "Standardize",
+    "Standardized",
     "bits_per_dim",
     "build_flow",
     "checkerboard_mask",
@@ -65,4 +72,6 @@ __all__ = [
     "quantize",
     "soft_clamp",
     "standard_normal_log_prob",
+    "standardized",
+    "warn_outside_domain",
 ]

@@ -187,10 +187,13 @@ class Flow(nn.Module):
 
     Subclasses set ``self.bijection`` (a :class:`Bijection` mapping data of shape ``event_shape`` to a
     latent of the same shape) in their constructor. ``check_finite`` (default ``True``) turns the
-    non-finite guards on or off.
+    non-finite guards on or off. ``domain_bound`` is ``b`` for a flow that transforms only the box
+    ``[-b, b]^D`` and is the identity outside it (it warns when training data leave the box, see
+    :mod:`symgen.flows.domain`), ``None`` for a flow that acts on all of ``R^D``.
     """
 
     bijection: Bijection
+    domain_bound: float | None = None
 
     def __init__(self, event_shape: Sequence[int] | int) -> None:
         super().__init__()
@@ -213,7 +216,8 @@ class Flow(nn.Module):
 
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
-        """(Re-)run data-dependent initialisation (ActNorm) on a batch ``x``, shape ``(B, *event_shape)``."""
+        """(Re-)run data-dependent initialisation (ActNorm, Standardize) on a batch ``x``, shape
+        ``(B, *event_shape)``."""
         for m in self.modules():
             if isinstance(m, DataDependentInit):
                 m.reset_initialization()

@@ -17,6 +17,7 @@ module restores torch's defaults right after the import.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Sequence
 
@@ -25,10 +26,11 @@ from torch.distributions import Distribution
 
 from symgen.flows.base import Bijection, Chain, Flow
 from symgen.flows.coupling import ChannelCoupling, check_coupling_kind
+from symgen.flows.domain import warn_outside_domain
 from symgen.flows.layers import ActNorm, InvertibleLinear
 from symgen.registry import FLOWS
 
-__all__ = ["MAF", "NSF", "GlowVector", "RealNVP", "ZukoLayer", "zuko_mlp"]
+__all__ = ["MAF", "NSF", "BoundedZukoLayer", "GlowVector", "RealNVP", "ZukoLayer", "zuko_mlp"]
 
 
 def _import_zuko():  # noqa: ANN202
@@ -78,8 +80,32 @@ class ZukoLayer(Bijection):
         return self.transform().inv.call_and_ladj(z)
 
 
+class BoundedZukoLayer(ZukoLayer):
+    """A :class:`ZukoLayer` that transforms only ``[-bound, bound]^D`` (identity outside).
+
+    In training mode its ``inverse`` warns once per instance (:class:`symgen.flows.OutOfDomainWarning`,
+    naming ``flow_name`` and ``bound``) when its input leaves the box. Same parameters and ``state_dict``
+    keys as :class:`ZukoLayer`.
+    """
+
+    def __init__(self, transform: nn.Module, bound: float, flow_name: str) -> None:
+        super().__init__(transform)
+        self.bound, self.flow_name = float(bound), flow_name
+        self.warned = False
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.training and not self.warned:
+            self.warned = warn_outside_domain(x, self.bound, self.flow_name)
+        return super().inverse(x)
+
+
 def _wrap(flow: nn.Module) -> Chain:
     return Chain(*(ZukoLayer(t) for t in flow.transform.transforms))
+
+
+def _spline_bound() -> float:
+    """Half-width of the box on which zuko's rational-quadratic splines act (its default, 5)."""
+    return float(inspect.signature(zuko.transforms.MonotonicRQSTransform).parameters["bound"].default)
 
 
 @FLOWS.register("realnvp", help="RealNVP vector flow (zuko): affine couplings with MLP conditioners")
@@ -114,6 +140,10 @@ class RealNVP(Flow):
 class NSF(Flow):
     """zuko's neural spline flow on vectors of shape ``(D,)`` (splines act on [-5, 5], identity outside).
 
+    Every spline layer maps the box ``[-5, 5]^D`` onto itself and is the identity outside it, so the flow
+    leaves data outside the box untouched: ``domain_bound = 5``, and the first layer warns once when a
+    training batch leaves the box (standardise the data, :func:`symgen.flows.standardized`).
+
     Arguments:
         event_shape: ``(D,)``.
         transforms: number of spline transformations.
@@ -135,7 +165,10 @@ class NSF(Flow):
         flow = zuko.flows.NSF(
             d, transforms=transforms, hidden_features=list(hidden_features), bins=bins, passes=passes
         )
-        self.bijection = _wrap(flow)
+        self.domain_bound = _spline_bound()
+        layers = list(_wrap(flow).layers)
+        layers[0] = BoundedZukoLayer(layers[0].transform, self.domain_bound, "nsf")
+        self.bijection = Chain(*layers)
 
 
 @FLOWS.register("maf", help="masked autoregressive flow (zuko): affine autoregressive transforms")

@@ -1,5 +1,6 @@
-"""Reconstruction errors: mean squared error over all pixels, and separately over masked (hidden) and
-unmasked (observed) pixels, as reported for inpainting and reconstruction experiments.
+"""Reconstruction errors: mean squared error over all pixels, and separately over the hidden and the
+observed pixels of a mask (convention of :mod:`symgen.data.masks`: 1 = observed), as reported for
+inpainting, recovery and reconstruction experiments.
 
 Hand-written: two lines of torch; a dependency would add nothing.
 """
@@ -30,19 +31,19 @@ def mse(x: Tensor, x_hat: Tensor) -> float:
 
 
 def masked_mse(x: Tensor, x_hat: Tensor, mask: Tensor) -> tuple[float, float]:
-    r"""Mean squared errors on masked and on unmasked entries.
+    r"""Mean squared errors on the hidden and on the observed entries of ``mask``.
 
-    :math:`\sum m(x-\hat x)^2/\sum m` and :math:`\sum (1-m)(x-\hat x)^2/\sum(1-m)`: every masked pixel of the
-    whole batch weighs the same (not a mean of per-image means); NaN where a part is empty.
+    :math:`\sum (1-m)(x-\hat x)^2/\sum (1-m)` and :math:`\sum m(x-\hat x)^2/\sum m`: every hidden pixel of
+    the whole batch weighs the same (not a mean of per-image means); NaN where a part is empty.
 
     Arguments:
         x: ground truth ``(N, C, H, W)`` (any shape).
         x_hat: reconstruction, same shape.
-        mask: boolean or 0/1, broadcastable to ``x``; ``True``/1 marks the *masked* (hidden, to be inpainted)
-            entries, e.g. ``(N, 1, H, W)`` shared over channels.
+        mask: boolean or 0/1, broadcastable to ``x``; 1 = observed, 0 = hidden (to be inpainted), as
+            everywhere in symgen (:mod:`symgen.data.masks`), e.g. ``(N, 1, H, W)`` shared over channels.
 
     Returns:
-        ``(mse_masked, mse_unmasked)``.
+        ``(mse_hidden, mse_observed)``.
     """
     x, x_hat = _check_pair(x, x_hat)
     if not isinstance(mask, Tensor):
@@ -57,6 +58,7 @@ def masked_mse(x: Tensor, x_hat: Tensor, mask: Tensor) -> tuple[float, float]:
         if not ((m == 0) | (m == 1)).all():
             raise ValueError("mask must be boolean or contain only 0 and 1")
         m = m.bool()
+    m = ~m  # True on the hidden entries
     err = (x - x_hat).square()
     hidden, seen = m.sum(), (~m).sum()
     masked = err[m].sum() / hidden if hidden > 0 else torch.tensor(float("nan"))
@@ -69,7 +71,7 @@ def _mse_metric(x: Tensor, x_hat: Tensor) -> dict[str, float]:
     return {"mse": mse(x, x_hat)}
 
 
-@METRICS.register("mse_masked", "MSE on masked (inpainted) and on unmasked (observed) pixels")
+@METRICS.register("mse_masked", "MSE on the hidden (mask 0, inpainted) and on the observed (mask 1) pixels")
 def _masked_mse_metric(x: Tensor, x_hat: Tensor, mask: Tensor) -> dict[str, float]:
     masked, unmasked = masked_mse(x, x_hat, mask)
     return {"mse_masked": masked, "mse_unmasked": unmasked}

@@ -3,6 +3,10 @@
 For 2-D data the flow is a vector flow (zuko RealNVP by default); for images it is the image Glow of
 :mod:`symgen.flows.glow`, trained on uniformly dequantised data and reported in bits per dimension.
 Loss: ``-mean log p(x)`` (change of variables, e.g. Eq. (1) of the CoopFlow paper).
+
+Vector flows standardise their input by default (``model.standardize``): an affine map fitted to the first
+training batch (:func:`symgen.flows.standardized`), whose log-determinant keeps ``log p(x)`` the density of
+the raw data. Image flows ignore the option (their data are already in [-1, 1]).
 """
 
 from __future__ import annotations
@@ -65,16 +69,21 @@ class FlowModel(GenerativeModel):
             "weight_decay": 0.0,
             "lr_decay": 1.0,  # learning rate multiplied by this after every step (1.0: constant)
             "n_bits": 8,  # images: bits of the discrete data (uniform dequantisation, bits/dim)
+            "standardize": True,  # vector flows: affine normalisation fitted to the first batch (not images)
         }
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], data: DataInfo) -> FlowModel:
-        from symgen.flows import build_flow
+        from symgen.flows import build_flow, standardized
 
         name = cfg["flow"] if cfg["flow"] != "auto" else ("glow" if data.kind == "image" else "realnvp")
         args = dict(cfg["flow_args"])
         check_flow_args(name, args)
         flow = build_flow(name, event_shape=data.event_shape, **args)
+        if not isinstance(cfg["standardize"], bool):
+            raise ValueError(f"model.standardize must be true or false, got {cfg['standardize']!r}")
+        if cfg["standardize"] and data.kind != "image":
+            flow = standardized(flow)
         return cls(
             flow,
             data.kind,

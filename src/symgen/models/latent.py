@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from symgen.data.masks import OcclusionSpec, occlusion_mask
 from symgen.densities import LogDensity, gaussian_log_likelihood, posterior_log_prob
 from symgen.flows import build_flow
 from symgen.models.base import DataInfo, GenerativeModel, StepContext
@@ -43,7 +44,6 @@ from symgen.models.priors import EBMPrior, LatentPrior, build_prior
 from symgen.nets.encoders import build_encoder
 from symgen.nets.generators import build_generator, init_generator
 from symgen.registry import MODELS
-from symgen.tasks.occlusion import OcclusionSpec, occlusion_mask
 
 __all__ = ["LatentModel", "LFBM", "ABP", "LEBM", "LFBMVAE"]
 

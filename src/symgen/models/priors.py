@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from symgen.densities import standard_normal_log_prob
-from symgen.flows import build_flow
+from symgen.flows import build_flow, standardized
 from symgen.nets.energy import LatentEnergy
 from symgen.samplers import Langevin, run_chain
 
@@ -115,16 +115,28 @@ class GaussianPrior(LatentPrior):
 class FlowPrior(LatentPrior):
     """Normalizing-flow prior (Eq. (1)-(2) of the LFBM paper); ML update of Eq. (6).
 
+    With ``standardize`` (default) the flow's input is standardised (:func:`symgen.flows.standardized`):
+    initialised with the flow on :math:`\\mathcal{N}(0, I)` draws, then re-fitted once to the first batch
+    of posterior latents that :meth:`loss` receives (pooled over data-parallel ranks). The buffer
+    ``latents_fitted`` records that re-fit, so a resumed run does not repeat it.
+
     Arguments:
         latent_dim: size ``d`` of the latent vector.
         flow: registered flow name for :func:`symgen.flows.build_flow` (e.g. ``"glow_vector"``).
+        standardize: standardise the latents in front of the flow.
         flow_kwargs: keyword arguments of that flow (depth, hidden width...).
     """
 
-    def __init__(self, latent_dim: int, flow: str = "glow_vector", **flow_kwargs: Any) -> None:
+    def __init__(
+        self, latent_dim: int, flow: str = "glow_vector", standardize: bool = True, **flow_kwargs: Any
+    ) -> None:
         super().__init__(latent_dim)
         self.flow_name = flow
-        self.flow = init_latent_flow(build_flow(flow, event_shape=(latent_dim,), **flow_kwargs), latent_dim)
+        self.standardize = bool(standardize)
+        built = build_flow(flow, event_shape=(latent_dim,), **flow_kwargs)
+        self.flow = init_latent_flow(standardized(built) if self.standardize else built, latent_dim)
+        if self.standardize:
+            self.register_buffer("latents_fitted", torch.tensor(False))
 
     def log_prob(self, z: Tensor) -> Tensor:
         return self.flow().log_prob(z)
@@ -141,6 +153,9 @@ class FlowPrior(LatentPrior):
         return self.flow().inverse(z)[0]
 
     def loss(self, z_post: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor | None, dict]:
+        if self.standardize and not bool(self.latents_fitted):
+            self.flow.standardizer.fit(z_post.detach(), all_ranks=True)
+            self.latents_fitted.fill_(True)
         nll = -self.log_prob(z_post.detach()).mean()
         return nll, {"prior_nll": float(nll.detach())}
 
@@ -209,5 +224,8 @@ def build_prior(cfg: dict[str, Any], latent_dim: int) -> LatentPrior:
     if kind == "gaussian":
         return GaussianPrior(latent_dim)
     if kind == "flow":
-        return FlowPrior(latent_dim, str(cfg["flow"]), **dict(cfg.get("flow_args") or {}))
+        standardize = cfg.get("standardize", True)
+        if not isinstance(standardize, bool):
+            raise ValueError(f"model.prior.standardize must be true or false, got {standardize!r}")
+        return FlowPrior(latent_dim, str(cfg["flow"]), standardize, **dict(cfg.get("flow_args") or {}))
     return EBMPrior(latent_dim, **cfg["ebm"])

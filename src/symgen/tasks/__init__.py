@@ -2,11 +2,11 @@
 
 ``recon_mse`` (Sec. 4.2), ``inpaint_mse`` (Sec. 4.3), ``anomaly_auprc`` (Sec. 4.4), ``recovery_mse``
 (Sec. 4.6), ``interpolation`` and ``latent_density`` (pictures). Importing this package registers them.
+``tasks/`` holds evaluations only: the masks, occlusions and splits they use live in :mod:`symgen.data`.
 """
 
 from symgen.tasks import anomaly, inpaint, interpolate, latent_density, reconstruct, recovery
-from symgen.tasks.anomaly import anomaly_scores, anomaly_splits
-from symgen.tasks.occlusion import OcclusionSpec, center_square_mask, occlusion_mask
+from symgen.tasks.anomaly import anomaly_scores
 
 __all__ = [
     "anomaly",
@@ -15,9 +15,5 @@ __all__ = [
     "latent_density",
     "reconstruct",
     "recovery",
-    "anomaly_splits",
     "anomaly_scores",
-    "OcclusionSpec",
-    "occlusion_mask",
-    "center_square_mask",
 ]

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from symgen.data.masks import center_square, square_side
 from symgen.metrics.recon import masked_mse
 from symgen.registry import EVALS
 from symgen.tasks.common import batched, eval_images, interleave_rows, latent_model, task_options
-from symgen.tasks.occlusion import center_square_mask
 
 if TYPE_CHECKING:  # pragma: no cover
     from symgen.evaluation import EvalContext
@@ -45,7 +45,8 @@ def eval_inpaint_mse(ctx: EvalContext) -> dict[str, float]:
     model = latent_model(ctx, "inpaint_mse")
     opts = task_options(ctx)
     x, _ = eval_images(ctx.test, int(opts["max_images"]), ctx.device)
-    mask = center_square_mask(tuple(x.shape), float(opts["inpaint_size"]), x.device)
+    side = square_side(float(opts["inpaint_size"]), min(x.shape[-2:]))
+    mask = center_square(tuple(x.shape), side, device=x.device)
 
     def complete(xb: Tensor, mb: Tensor) -> Tensor:
         return inpaint(model, xb, mb, ctx.generator)
@@ -54,7 +55,7 @@ def eval_inpaint_mse(ctx: EvalContext) -> dict[str, float]:
         batched(complete, x, mask, batch_size=int(opts["batch_size"]))
         for _ in range(int(opts["inpaint_completions"]))
     ]
-    errors = [masked_mse(x, c, mask == 0)[0] for c in completions]
+    errors = [masked_mse(x, c, mask)[0] for c in completions]
     k = min(8, len(x))
     shown = [x[:k], x[:k] * mask[:k] + (mask[:k] - 1)] + [c[:k] for c in completions]
     ctx.save_images("inpainting", interleave_rows(*shown), nrow=k)

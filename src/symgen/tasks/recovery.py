@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from symgen.data.masks import OcclusionSpec, occlusion_mask
 from symgen.metrics.recon import masked_mse
 from symgen.registry import EVALS
 from symgen.tasks.common import batched, eval_images, interleave_rows, latent_model, task_options
-from symgen.tasks.occlusion import OcclusionSpec, occlusion_mask
 
 if TYPE_CHECKING:  # pragma: no cover
     from symgen.evaluation import EvalContext
@@ -59,9 +59,9 @@ def recover(
     return mask * x + (1 - mask) * model.generator(z)
 
 
-def unit_scale_mse(x: Tensor, x_hat: Tensor, hidden: Tensor) -> float:
-    """MSE over the ``hidden`` pixels on the [0, 1] pixel scale of images given in ``[-1, 1]``."""
-    return masked_mse((x + 1) / 2, (x_hat + 1) / 2, hidden)[0]
+def unit_scale_mse(x: Tensor, x_hat: Tensor, mask: Tensor) -> float:
+    """MSE over the hidden pixels (``mask == 0``) on the [0, 1] pixel scale of images given in ``[-1, 1]``."""
+    return masked_mse((x + 1) / 2, (x_hat + 1) / 2, mask)[0]
 
 
 @EVALS.register("recovery_mse", help="MSE on the hidden pixels of occluded training images (LFBM Table 5)")
@@ -88,7 +88,7 @@ def eval_recovery_mse(ctx: EvalContext) -> dict[str, float]:
             return recover(model, xb, mb, chain, ctx.generator)
 
         x_hat = batched(run, x, mask, batch_size=int(opts["batch_size"]))
-        out[key] = unit_scale_mse(x, x_hat, mask == 0)
+        out[key] = unit_scale_mse(x, x_hat, mask)
         shown.append(x_hat)
     k = min(8, len(x))
     ctx.save_images(
