@@ -11,7 +11,9 @@ generator on the Gaussian negative log-likelihood (Eq. (7))), all on identical c
 
 Calls interleave between the three and each entry is the best of ``--repeats`` blocks of ``--steps``
 steps, in wall-clock and process CPU time (steadier on a shared machine). Ratio = images/s divided by the
-hand loop's (target >= 0.9).
+hand loop's (target >= 0.97: symgen's K-step chain evaluates K gradients, like the hand loop). Because
+the three run one after the other in every round, the per-round CPU-time ratios are also reported
+(median and range over rounds): load on a shared machine that drifts between rounds cancels in them.
 
 Run: ``PYTHONPATH=src .venv/bin/python benchmarks/bench_lfbm_throughput.py`` (writes
 benchmarks/results/lfbm_throughput.md).
@@ -23,6 +25,7 @@ import argparse
 import copy
 import os
 import platform
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -124,14 +127,21 @@ def main() -> None:
         trainer.save = lambda: None  # type: ignore[method-assign]  # time the loop, not checkpoint I/O
         trainer.fit()
 
+    load_start = os.getloadavg()[0]
     for fn in (run_hand, run_ours, run_trainer):  # warm-up
         fn()
-    res = measure({"hand loop": run_hand, "symgen training_step": run_ours, "symgen Trainer": run_trainer},
-                  args.repeats)  # fmt: skip
+    tasks = {"hand loop": run_hand, "symgen training_step": run_ours, "symgen Trainer": run_trainer}
+    rounds = [measure(tasks, 1, warmup=False) for _ in range(args.repeats)]  # interleaved, as measure()
+    res = {k: (min(r[k][0] for r in rounds), min(r[k][1] for r in rounds)) for k in tasks}
     n = args.steps * bs
     base_wall, base_cpu = n / res["hand loop"][0], n / res["hand loop"][1]
-    rows = [f"| {k} | {n / w:.0f} | {n / w / base_wall:.2f} | {n / c:.0f} | {n / c / base_cpu:.2f} |"
-            for k, (w, c) in res.items()]  # fmt: skip
+
+    def per_round(k: str) -> str:
+        ratios = sorted(r["hand loop"][1] / r[k][1] for r in rounds)
+        return f"{statistics.median(ratios):.2f} [{ratios[0]:.2f}, {ratios[-1]:.2f}]"
+
+    rows = [f"| {k} | {n / w:.0f} | {n / w / base_wall:.2f} | {n / c:.0f} | {n / c / base_cpu:.2f} | "
+            f"{per_round(k)} |" for k, (w, c) in res.items()]  # fmt: skip
     cmd = "PYTHONPATH=src .venv/bin/python benchmarks/bench_lfbm_throughput.py " + " ".join(
         f"--{k}={v}" for k, v in (("steps", args.steps), ("repeats", args.repeats), ("threads", args.threads),
                                   ("seed", args.seed)))  # fmt: skip
@@ -144,13 +154,15 @@ def main() -> None:
         "interleaved in one process; "
         f"best of {args.repeats} blocks of {args.steps} steps.",
         "",
-        "| loop | images/s (wall) | ratio | images/s (CPU time) | ratio |",
-        "|---|---|---|---|---|",
+        "| loop | images/s (wall) | ratio | images/s (CPU time) | ratio | CPU ratio per round: median "
+        "[range] |",
+        "|---|---|---|---|---|---|",
         *rows,
         "",
         f"- command: `{cmd}`",
         f"- seed: {args.seed}; torch {torch.__version__}, {args.threads} thread(s), {platform.machine()}, "
         f"{os.cpu_count()} CPUs (shared)",
+        f"- load average (1 min) at start / end: {load_start:.1f} / {os.getloadavg()[0]:.1f}",
         f"- commit: `{git_head()}`",
         "",
     ])  # fmt: skip

@@ -20,12 +20,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {
     "digits": (1, 8, 8),
     "mnist": (1, 28, 28),
+    "fashion_mnist": (1, 28, 28),
     "svhn": (3, 32, 32),
     "cifar10": (3, 32, 32),
     "celeba": (3, 64, 64),
     "spiral": (2,),
     "8gaussians": (2,),
+    "swissroll": (2,),
+    "9gaussians": (2,),
 }
+# one step of a paper config must stay cheap on the CPU: short Langevin flows (the chain length is not
+# what these tests check; tests/test_coopflow.py does)
+FAST = {"coopflow": ["model.langevin.steps=2"], "short_run_ebm": ["model.steps=2"]}
 CONFIGS = sorted((ROOT / "configs").glob("*/*.yaml"))
 CONFIGS = [c for c in CONFIGS if c.parent.name != "experiments"]
 
@@ -40,8 +46,10 @@ def _model_name(path: Path) -> str:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_config_builds_and_trains_one_step(path):
     torch.manual_seed(0)
-    cfg = resolve_config(_model_name(path), path, ["device=cpu"])
+    cfg = resolve_config(_model_name(path), path, ["device=cpu", *FAST.get(_model_name(path), [])])
     shape = SHAPES[cfg["data"]["name"]]
+    if len(shape) == 3 and cfg["data"].get("image_size"):
+        shape = (shape[0], int(cfg["data"]["image_size"]), int(cfg["data"]["image_size"]))
     info = DataInfo(
         name=cfg["data"]["name"],
         kind="image" if len(shape) == 3 else "toy2d",

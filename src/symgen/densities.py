@@ -39,14 +39,20 @@ __all__ = [
     "tilted_latent_log_prob",
     "magnetized_log_prob",
     "check_log_prob_output",
+    "chain_sum",
 ]
 
 LogDensity = Callable[[Tensor], Tensor]
 """``log_prob(x) -> (B,)`` for ``x`` of shape ``(B, *event)``; unnormalized is fine."""
 
 
-def _flat_sum(t: Tensor) -> Tensor:
-    """Sum over all but the leading (chain) dimension: ``(B, *event) -> (B,)``."""
+def chain_sum(t: Tensor) -> Tensor:
+    r"""The one per-chain reduction: :math:`\sum_j t_{b,j}` over all but the leading (chain) dimension.
+
+    ``(B, *event) -> (B,)``. Used for every per-chain sum in symgen's densities and samplers (squared
+    norms ``chain_sum(t * t)``, kinetic energies, Gaussian log-likelihoods), so that they all reduce in
+    the same order.
+    """
     return t.reshape(t.shape[0], -1).sum(dim=1)
 
 
@@ -66,7 +72,7 @@ def standard_normal_log_prob(z: Tensor) -> Tensor:
     if z.dim() < 2:
         raise ValueError(f"z must have shape (B, *event) with at least 2 dims; got {tuple(z.shape)}")
     d = z[0].numel()
-    return -0.5 * _flat_sum(z * z) - 0.5 * d * math.log(2 * math.pi)
+    return -0.5 * chain_sum(z * z) - 0.5 * d * math.log(2 * math.pi)
 
 
 def gaussian_log_likelihood(
@@ -109,11 +115,11 @@ def gaussian_log_likelihood(
                 f"(*event)); got {tuple(mask.shape)}"
             ) from err
         resid = resid * mask
-    out = -0.5 * _flat_sum(resid * resid)
+    out = -0.5 * chain_sum(resid * resid)
     if constants:
         log_norm = torch.log(2 * math.pi * torch.broadcast_to(sigma_t, x.shape) ** 2)
         weights = mask if mask is not None else torch.ones_like(x)
-        out = out - 0.5 * _flat_sum(weights * log_norm)
+        out = out - 0.5 * chain_sum(weights * log_norm)
     return out
 
 

@@ -65,6 +65,14 @@ def apply_init_from(model: nn.Module, spec: Mapping[str, Any] | None) -> dict[st
             raise ValueError(
                 f"model.init_from.{part}: {entry['run']} is not a run directory (no config.yaml)"
             )
+        kinds = dict(getattr(model, "init_from_kinds", None) or {}).get(part)
+        if kinds:  # the model names which kinds of runs may provide this part
+            source_kind = (run.load_config().get("model") or {}).get("name")
+            if source_kind not in kinds:
+                raise ValueError(
+                    f"model.init_from.{part}: {entry['run']} is a '{source_kind}' run; "
+                    f"accepted model kinds for '{part}': {', '.join(kinds)}"
+                )
         if entry["step"] is None:
             state = run.load_latest()
         else:

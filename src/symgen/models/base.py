@@ -74,6 +74,9 @@ class GenerativeModel(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    #: ``{part: (model names...)}``: the kinds of runs ``model.init_from`` may load each part from
+    #: (checked before training; a part not listed accepts any run with matching parameters).
+    init_from_kinds: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:

@@ -63,7 +63,8 @@ class LatentEnergy(nn.Module):
         latent_dim: size ``d`` of the latent vector.
         hidden: width of the hidden layers.
         layers: number of hidden layers (``>= 1``).
-        activation: ``"lrelu"`` (slope 0.2) or ``"gelu"``.
+        activation: a name of :data:`symgen.nets.activations.ACTIVATIONS`: ``"lrelu"`` (slope 0.2),
+            ``"gelu"``, ``"swish"`` (the dissertation's 2-D energy, Sec. 5.5.3)...
     """
 
     def __init__(
@@ -74,13 +75,11 @@ class LatentEnergy(nn.Module):
             raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
         if layers < 1:
             raise ValueError(f"layers must be >= 1, got {layers!r}")
-        acts = {"lrelu": lambda: nn.LeakyReLU(0.2), "gelu": nn.GELU}
-        if activation not in acts:
-            raise ValueError(f"activation must be one of {sorted(acts)}, got {activation!r}")
+        make_activation(activation)  # validates the name (ValueError listing the accepted ones)
         mods: list[nn.Module] = []
         width = latent_dim
         for _ in range(layers):
-            mods += [nn.Linear(width, hidden), acts[activation]()]
+            mods += [nn.Linear(width, hidden), make_activation(activation)]
             width = hidden
         mods.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*mods)

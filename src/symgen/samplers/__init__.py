@@ -17,6 +17,7 @@ from symgen.samplers.langevin import (
     MagnetizedLangevin,
     get_noise_schedule,
 )
+from symgen.samplers.mh import metropolis_hastings
 from symgen.samplers.ode import GradientFlow
 from symgen.samplers.transport import GeneratorTransport, NeuralTransport
 
@@ -35,6 +36,7 @@ __all__ = [
     "AnnealedNoise",
     "get_noise_schedule",
     "HMC",
+    "metropolis_hastings",
     "MultiplicativeAdaptation",
     "DualAveraging",
     "get_adaptation",

@@ -10,6 +10,10 @@ warm-up (``adapt_steps``) only, so the chain is a valid Markov chain afterwards:
 * :class:`DualAveraging` -- Nesterov dual averaging of Hoffman & Gelman (2014), "The No-U-Turn
   Sampler", Algorithm 5 / Sec. 3.2.1, returning the averaged step size at the end of warm-up.
 
+Adapter states are plain dicts of tensors and ints (:class:`MultiplicativeState`,
+:class:`DualAveragingState` are ``TypedDict`` views of them), so a trainer can checkpoint them and
+``torch.load(weights_only=True)`` reads them back; ``run_chain(adaptation_state=...)`` continues one.
+
 With ``per_chain=False`` (default) the statistic is the acceptance probability averaged over chains
 and all chains share one step size; with ``per_chain=True`` every chain adapts its own (noisier:
 the multiplicative rule then settles where the *median* acceptance equals the target).
@@ -20,7 +24,7 @@ Hand-written: pyro/numpyro adapt one chain per process; we need the same rule ve
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import TypedDict
 
 import torch
 from torch import Tensor
@@ -45,9 +49,8 @@ def _statistic(acceptance_prob: Tensor, per_chain: bool) -> Tensor:
     return a if per_chain else a.mean().expand_as(a)
 
 
-@dataclass
-class MultiplicativeState:
-    """Current ``(B,)`` step size of :class:`MultiplicativeAdaptation`."""
+class MultiplicativeState(TypedDict):
+    """State of :class:`MultiplicativeAdaptation` (a plain dict): the current ``(B,)`` step size."""
 
     step_size: Tensor
 
@@ -70,30 +73,34 @@ class MultiplicativeAdaptation:
         self.per_chain = per_chain
 
     def init(self, step_size: Tensor) -> MultiplicativeState:
-        return MultiplicativeState(step_size=step_size.detach().clone())
+        """Start from the ``(B,)`` step size ``step_size``."""
+        return {"step_size": step_size.detach().clone()}
 
     def update(self, state: MultiplicativeState, acceptance_prob: Tensor) -> MultiplicativeState:
+        r""":math:`\epsilon \leftarrow \epsilon\,(1 + \text{rate})^{\pm 1}`, ``+`` above the target."""
         a = _statistic(acceptance_prob, self.per_chain)
         log_factor = math.log1p(self.rate) * torch.where(a > self.target_accept, 1.0, -1.0).to(a)
-        return MultiplicativeState(step_size=state.step_size * torch.exp(log_factor))
+        return {"step_size": state["step_size"] * torch.exp(log_factor)}
 
     def current(self, state: MultiplicativeState) -> Tensor:
-        return state.step_size
+        """The step size to use now."""
+        return state["step_size"]
 
     def final(self, state: MultiplicativeState) -> Tensor:
-        return state.step_size
+        """The step size to freeze after warm-up (the current one)."""
+        return state["step_size"]
 
 
-@dataclass
-class DualAveragingState:
-    """Dual-averaging state (all ``(B,)``): ``log_step`` (iterate), ``log_step_avg`` (averaged iterate),
-    ``h_bar`` (averaged acceptance error), ``mu`` (shrinkage point) and the iteration count ``t``."""
+class DualAveragingState(TypedDict):
+    """Dual-averaging state (a plain dict; tensors ``(B,)``): ``log_step`` (iterate), ``log_step_avg``
+    (averaged iterate), ``h_bar`` (averaged acceptance error), ``mu`` (shrinkage point) and the iteration
+    count ``t`` (an int)."""
 
     log_step: Tensor
     log_step_avg: Tensor
     h_bar: Tensor
     mu: Tensor
-    t: int = 0
+    t: int
 
 
 class DualAveraging:
@@ -128,44 +135,63 @@ class DualAveraging:
         self.per_chain = per_chain
 
     def init(self, step_size: Tensor) -> DualAveragingState:
+        r""":math:`\epsilon_0` = ``step_size``, :math:`\mu = \log(10\,\epsilon_0)`, :math:`\bar H_0 = 0`."""
         log_step = torch.log(step_size.detach().clone())
-        return DualAveragingState(
-            log_step=log_step,
-            log_step_avg=log_step.clone(),
-            h_bar=torch.zeros_like(log_step),
-            mu=log_step + math.log(10.0),
-            t=0,
-        )
+        return {
+            "log_step": log_step,
+            "log_step_avg": log_step.clone(),
+            "h_bar": torch.zeros_like(log_step),
+            "mu": log_step + math.log(10.0),
+            "t": 0,
+        }
 
     def update(self, state: DualAveragingState, acceptance_prob: Tensor) -> DualAveragingState:
-        t = state.t + 1
+        """One iteration of Hoffman & Gelman (2014) Alg. 5 (the updates in the class docstring)."""
+        t = state["t"] + 1
         a = _statistic(acceptance_prob, self.per_chain)
         w = 1.0 / (t + self.t0)
-        h_bar = (1 - w) * state.h_bar + w * (self.target_accept - a)
-        log_step = state.mu - math.sqrt(t) / self.gamma * h_bar
+        h_bar = (1 - w) * state["h_bar"] + w * (self.target_accept - a)
+        log_step = state["mu"] - math.sqrt(t) / self.gamma * h_bar
         eta = t ** (-self.kappa)
-        log_step_avg = eta * log_step + (1 - eta) * state.log_step_avg
-        return DualAveragingState(log_step, log_step_avg, h_bar, state.mu, t)
+        log_step_avg = eta * log_step + (1 - eta) * state["log_step_avg"]
+        return {"log_step": log_step, "log_step_avg": log_step_avg, "h_bar": h_bar, "mu": state["mu"], "t": t}
 
     def current(self, state: DualAveragingState) -> Tensor:
-        return torch.exp(state.log_step)
+        r"""The iterate :math:`\epsilon_t`, used during warm-up."""
+        return torch.exp(state["log_step"])
 
     def final(self, state: DualAveragingState) -> Tensor:
-        return torch.exp(state.log_step_avg)
+        r"""The averaged iterate :math:`\bar\epsilon_t`, frozen after warm-up."""
+        return torch.exp(state["log_step_avg"])
 
 
 def get_adaptation(
-    adaptation: str | MultiplicativeAdaptation | DualAveraging | None, target_accept: float
+    adaptation: str | MultiplicativeAdaptation | DualAveraging | None,
+    target_accept: float | None = None,
+    default_target: float = 0.651,
+    owner: str = "kernel",
 ) -> MultiplicativeAdaptation | DualAveraging | None:
-    """An adapter from a name (``"multiplicative"``, ``"dual_averaging"``); adapters and None pass through."""
+    """An adapter from a name (``"multiplicative"``, ``"dual_averaging"``); adapters and None pass through.
+
+    ``target_accept`` (default ``default_target``) is used only with a name: an adapter object carries
+    its own target and ``None`` adapts nothing, so giving ``target_accept`` with either is a
+    ``ValueError`` (naming ``owner``, the kernel) rather than an option silently ignored.
+    """
     if adaptation is None or not isinstance(adaptation, str):
         if adaptation is not None and not all(
             hasattr(adaptation, m) for m in ("init", "update", "current", "final")
         ):
             raise ValueError("adaptation must be a name, None, or an object with init/update/current/final")
+        if target_accept is not None:
+            why = "adaptation=None adapts nothing" if adaptation is None else "the adapter has its own target"
+            raise ValueError(
+                f"{owner} uses option 'target_accept' only with a named adaptation ('multiplicative' or "
+                f"'dual_averaging'); {why}"
+            )
         return adaptation
+    target = default_target if target_accept is None else target_accept
     if adaptation == "multiplicative":
-        return MultiplicativeAdaptation(target_accept)
+        return MultiplicativeAdaptation(target)
     if adaptation == "dual_averaging":
-        return DualAveraging(target_accept)
+        return DualAveraging(target)
     raise ValueError(f"adaptation must be 'multiplicative', 'dual_averaging' or None; got '{adaptation}'")

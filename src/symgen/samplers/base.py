@@ -5,7 +5,14 @@ A *kernel* (BlackJAX-style) is two methods over explicit records:
 * ``init(x0, log_prob, step_size=None) -> ChainState`` evaluates ``log_prob`` and its gradient at the
   start; ``step_size`` (float or per-chain ``(B,)`` tensor) overrides the kernel's default, which is how
   persistent chains keep their adapted step sizes;
-* ``step(state, log_prob) -> (ChainState, StepInfo)`` moves every chain once.
+* ``step(state, log_prob) -> (ChainState, StepInfo)`` moves every chain once and evaluates ``log_prob``
+  and its gradient at the new positions.
+
+A third method, ``move(state, log_prob)``, is ``step`` without the evaluation at the new positions for
+kernels that do not need it (unadjusted Langevin: the next step needs the gradient, this one does not);
+every other kernel's ``move`` is its ``step``. ``run_chain`` makes its last step a ``move``, so ``K``
+unadjusted steps cost ``K`` gradient evaluations (at :math:`x_0, \dots, x_{K-1}`), like a hand-written
+loop, and leave the same positions.
 
 Chains are the leading batch dimension of ``x`` (``(B, *event)``); step sizes are ``(B,)`` tensors that
 broadcast over the event dimensions. Gradients are ``torch.autograd.grad(log_prob(x).sum(), x)``: only
@@ -14,14 +21,25 @@ graph survives a step (memory is constant in the number of steps). With ``differ
 graph is kept (``create_graph=True``) so that a loss on the final samples can be back-propagated through
 the whole chain to ``x0`` and to the parameters of ``log_prob`` (short-run EBM / generator-loss modes).
 
+Kernel options are the constructor's arguments: they are recorded at construction, ``kernel.options``
+returns them, ``kernel.replace(**changes)`` builds a new kernel from them (so every option is validated
+again) and an option a kernel does not take is a ``ValueError`` naming the option and the kernel.
+
+Persistent chains (NT-EBM's HMC chains, VAEBM's optional buffer): ``run_chain`` returns the final
+:class:`ChainState` and the step-size adapter's state (``trace.adaptation_state``) and accepts both back
+(``x0=trace.state, adaptation_state=trace.adaptation_state``), so adaptation continues instead of
+restarting. ``ChainState.state_dict()`` and the adapter state are plain dicts of tensors and ints that
+``torch.load(weights_only=True)`` reads back.
+
 The loop is hand-written because no maintained PyTorch library offers batched per-chain kernels with
 this record/trace contract (pyro's MCMC runs chains in separate processes).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
+import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -29,7 +47,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from symgen.densities import LogDensity, check_log_prob_output
+from symgen.densities import LogDensity, chain_sum, check_log_prob_output
 
 __all__ = [
     "ChainState",
@@ -40,6 +58,7 @@ __all__ = [
     "run_chain",
     "value_and_grad",
     "per_chain",
+    "chain_norm",
     "as_step_size",
 ]
 
@@ -50,27 +69,53 @@ class ChainState:
 
     Attributes:
         position: ``(B, *event)`` current points (detached unless the kernel is differentiable).
-        log_prob: ``(B,)`` ``log_prob(position)``.
-        grad: ``(B, *event)`` ``grad log_prob(position)``.
+        log_prob: ``(B,)`` ``log_prob(position)``, or ``None`` when the position has not been evaluated
+            (after :meth:`Kernel.move`, e.g. the final state of an unadjusted ``run_chain``).
+        grad: ``(B, *event)`` ``grad log_prob(position)``, or ``None`` with ``log_prob``.
         step_size: ``(B,)`` per-chain step size the next step will use.
         iteration: number of steps taken so far (drives noise schedules).
     """
 
     position: Tensor
-    log_prob: Tensor
-    grad: Tensor
+    log_prob: Tensor | None
+    grad: Tensor | None
     step_size: Tensor
     iteration: int = 0
+
+    @property
+    def evaluated(self) -> bool:
+        """Whether ``log_prob`` and ``grad`` hold the values at ``position``."""
+        return self.log_prob is not None and self.grad is not None
 
     def detach(self) -> ChainState:
         """A copy with every tensor detached from the autograd graph."""
         return dataclasses.replace(
             self,
             position=self.position.detach(),
-            log_prob=self.log_prob.detach(),
-            grad=self.grad.detach(),
+            log_prob=None if self.log_prob is None else self.log_prob.detach(),
+            grad=None if self.grad is None else self.grad.detach(),
             step_size=self.step_size.detach(),
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"position", "step_size", "iteration"}`` (detached tensors and an int) for a checkpoint.
+
+        ``log_prob`` and ``grad`` are left out: the density changes between calls of a persistent chain,
+        so ``run_chain`` evaluates them again. ``torch.load(weights_only=True)`` reads the dict back.
+        """
+        return {
+            "position": self.position.detach(),
+            "step_size": self.step_size.detach(),
+            "iteration": int(self.iteration),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> ChainState:
+        """The (unevaluated) state saved by :meth:`state_dict`; pass it to ``run_chain`` as ``x0``."""
+        missing = {"position", "step_size", "iteration"} - set(state)
+        if missing:
+            raise ValueError(f"a ChainState dict needs {sorted(missing)} (from ChainState.state_dict())")
+        return cls(state["position"], None, None, state["step_size"], int(state["iteration"]))
 
 
 @dataclass
@@ -78,11 +123,13 @@ class StepInfo:
     """What one step did, one entry per chain (all tensors ``(B,)``, detached).
 
     Attributes:
-        log_prob: log-density at the new position.
+        log_prob: log-density at the new position (NaN after a :meth:`Kernel.move` that did not
+            evaluate it).
         step_size: step size used by this step.
         acceptance_prob: Metropolis-Hastings acceptance probability (1 for unadjusted kernels).
         accepted: whether the proposal was accepted (always true for unadjusted kernels).
-        grad_norm: L2 norm of ``grad log_prob`` at the new position (before any clipping).
+        grad_norm: L2 norm of ``grad log_prob`` at the new position (before any clipping; NaN like
+            ``log_prob``).
         energy_error: HMC only: ``H(proposal) - H(current)``; ``None`` otherwise.
     """
 
@@ -106,7 +153,11 @@ class Trace:
         thin: the thinning used for ``positions``.
         n_warmup: number of leading steps used for step-size adaptation.
         state: final :class:`ChainState` (detached); pass it back to ``run_chain`` to continue
-            persistent chains with their adapted step sizes.
+            persistent chains with their adapted step sizes. After an unadjusted kernel's final
+            ``move`` it is unevaluated (``log_prob``/``grad`` ``None``, see ``run_chain``).
+        adaptation_state: the step-size adapter's state after the last adaptation step (a dict of
+            tensors and ints), the ``adaptation_state`` passed in when no step adapted, else ``None``;
+            pass it back to ``run_chain`` to continue adapting.
     """
 
     log_prob: Tensor
@@ -119,6 +170,7 @@ class Trace:
     thin: int
     n_warmup: int
     state: ChainState
+    adaptation_state: dict[str, Any] | None = None
 
     def samples(self, discard_warmup: bool = True) -> Tensor:
         """Recorded positions ``(n, B, *event)``, without those taken during warm-up by default."""
@@ -139,21 +191,49 @@ class Trace:
 
 
 class StepSizeAdapter(Protocol):
-    """Functional step-size adaptation (see :mod:`symgen.samplers.adaptation`)."""
+    """Functional step-size adaptation (see :mod:`symgen.samplers.adaptation`).
 
-    def init(self, step_size: Tensor) -> Any: ...
+    The state is a plain ``dict`` of tensors and ints, so that a trainer can checkpoint it.
+    """
 
-    def update(self, state: Any, acceptance_prob: Tensor) -> Any: ...
+    def init(self, step_size: Tensor) -> dict[str, Any]: ...
 
-    def current(self, state: Any) -> Tensor: ...
+    def update(self, state: dict[str, Any], acceptance_prob: Tensor) -> dict[str, Any]: ...
 
-    def final(self, state: Any) -> Tensor: ...
+    def current(self, state: dict[str, Any]) -> Tensor: ...
+
+    def final(self, state: dict[str, Any]) -> Tensor: ...
+
+
+@functools.cache
+def _option_signature(cls: type) -> inspect.Signature:
+    """The constructor signature of a kernel class, without ``self``."""
+    sig = inspect.signature(cls.__init__)
+    return sig.replace(parameters=list(sig.parameters.values())[1:])
+
+
+def _option_names(cls: type) -> list[str]:
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [n for n, p in _option_signature(cls).parameters.items() if p.kind in kinds]
+
+
+def _takes_any_keyword(cls: type) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in _option_signature(cls).parameters.values())
+
+
+def _unknown_option_error(cls: type, name: str) -> ValueError:
+    return ValueError(
+        f"{cls.__name__} does not take option '{name}'; its options are: {', '.join(_option_names(cls))}"
+    )
 
 
 class Kernel:
     """Base class of symgen kernels: holds the options every kernel shares.
 
-    Subclasses implement :meth:`step` and may override :meth:`init`.
+    Subclasses implement :meth:`step`, may override :meth:`init`, and override :meth:`move` when a step
+    does not need ``log_prob`` at its new positions. A kernel's options are its constructor's
+    arguments, recorded at construction (:attr:`options`); :meth:`replace` rebuilds the kernel from them.
+    An argument the constructor does not take raises a ``ValueError`` naming it and the kernel.
 
     Args:
         step_size: default step size, a float or a per-chain ``(B,)`` tensor.
@@ -161,6 +241,32 @@ class Kernel:
         generator: optional ``torch.Generator`` for the kernel's random numbers.
         adaptation: a step-size adapter used by ``run_chain(adapt_steps>0)``, or ``None``.
     """
+
+    _options: dict[str, Any]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Kernel:
+        self = super().__new__(cls)
+        sig = _option_signature(cls)
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError:
+            if not _takes_any_keyword(cls):
+                for name in kwargs:
+                    if name not in sig.parameters:
+                        raise _unknown_option_error(cls, name) from None
+            if not args and not kwargs:  # copy/pickle protocol: the instance dict is restored after
+                return self
+            raise
+        bound.apply_defaults()
+        options: dict[str, Any] = {}
+        for name, value in bound.arguments.items():
+            kind = sig.parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                options.update(value)
+            elif kind is not inspect.Parameter.VAR_POSITIONAL:
+                options[name] = value
+        self._options = options
+        return self
 
     def __init__(
         self,
@@ -176,14 +282,23 @@ class Kernel:
         self.generator = generator
         self.adaptation = adaptation
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """The constructor arguments this kernel was built with (defaults filled in)."""
+        return dict(self._options)
+
     def replace(self, **changes: Any) -> Kernel:
-        """A shallow copy with some attributes changed (e.g. ``differentiable=True``)."""
-        new = copy.copy(self)
-        for key, value in changes.items():
-            if not hasattr(new, key):
-                raise ValueError(f"{type(self).__name__} has no option '{key}'")
-            setattr(new, key, value)
-        return new
+        """A new kernel of the same class with some options changed (e.g. ``differentiable=True``).
+
+        Every option is validated again by the constructor; an option the kernel does not take (for
+        instance ``MALA(...).replace(clamp=(-1, 1))``) raises a ``ValueError`` naming it.
+        """
+        cls = type(self)
+        if not _takes_any_keyword(cls):
+            for name in changes:
+                if name not in _option_signature(cls).parameters:
+                    raise _unknown_option_error(cls, name)
+        return cls(**{**self._options, **changes})
 
     def init(self, x0: Tensor, log_prob: LogDensity, step_size: float | Tensor | None = None) -> ChainState:
         """Evaluate ``log_prob`` and its gradient at ``x0``; returns the initial :class:`ChainState`."""
@@ -199,8 +314,25 @@ class Kernel:
         return ChainState(position=x, log_prob=lp, grad=grad, step_size=size, iteration=0)
 
     def step(self, state: ChainState, log_prob: LogDensity) -> tuple[ChainState, StepInfo]:
-        """Move every chain once."""
+        """Move every chain once; the returned state is evaluated at the new positions."""
         raise NotImplementedError
+
+    def move(self, state: ChainState, log_prob: LogDensity) -> tuple[ChainState, StepInfo]:
+        """:meth:`step`, except that the new positions may be left unevaluated.
+
+        Kernels whose step needs ``log_prob`` only where it starts (unadjusted Langevin) return a state
+        with ``log_prob``/``grad`` ``None`` and NaN ``info.log_prob``/``info.grad_norm``, saving one
+        gradient evaluation; this default is :meth:`step`.
+        """
+        return self.step(state, log_prob)
+
+    def _evaluated(self, state: ChainState, log_prob: LogDensity) -> ChainState:
+        """``state`` with ``log_prob`` and ``grad`` at its position, evaluating them if missing."""
+        if state.evaluated:
+            return state
+        lp, grad = value_and_grad(log_prob, state.position, self.differentiable)
+        check_log_prob_output(lp, state.position)
+        return dataclasses.replace(state, log_prob=lp, grad=grad)
 
     def _randn(self, like: Tensor) -> Tensor:
         return torch.randn(like.shape, generator=self.generator, device=like.device, dtype=like.dtype)
@@ -235,6 +367,14 @@ def per_chain(t: Tensor, x: Tensor) -> Tensor:
     return t.reshape(t.shape + (1,) * (x.dim() - 1))
 
 
+def chain_norm(t: Tensor) -> Tensor:
+    r"""Per-chain Euclidean norm :math:`\|t_b\|_2 = (\sum_j t_{b,j}^2)^{1/2}`, ``(B, *event) -> (B,)``.
+
+    Built on :func:`symgen.densities.chain_sum`, the one per-chain reduction.
+    """
+    return chain_sum(t * t).sqrt()
+
+
 def as_step_size(step_size: float | Tensor, x: Tensor) -> Tensor:
     """A ``(B,)`` step-size tensor on ``x``'s device/dtype from a float, a scalar or a ``(B,)`` tensor."""
     b = x.shape[0]
@@ -265,6 +405,7 @@ class _Recorder:
         self.thin = thin
         self.keep_trajectory = keep_trajectory
         self.buffers: dict[str, Tensor] = {}
+        self.rows: dict[str, tuple[Tensor, ...]] = {}  # per-step views of the buffers, made once
         self.positions: Tensor | None = None
 
     def _allocate(self, state: ChainState, info: StepInfo) -> None:
@@ -272,6 +413,7 @@ class _Recorder:
             value = getattr(info, name)
             if value is not None:
                 self.buffers[name] = value.new_empty((self.n_steps, *value.shape))
+                self.rows[name] = self.buffers[name].unbind(0)
         if self.keep_trajectory:
             x = state.position
             self.positions = x.new_empty((self.n_steps // self.thin, *x.shape))
@@ -280,18 +422,18 @@ class _Recorder:
     def add(self, i: int, state: ChainState, info: StepInfo) -> None:
         if not self.buffers:
             self._allocate(state, info)
-        for name, buf in self.buffers.items():
-            buf[i].copy_(getattr(info, name))
+        for name, rows in self.rows.items():
+            rows[i].copy_(getattr(info, name))
         if self.positions is not None and (i + 1) % self.thin == 0:
             self.positions[(i + 1) // self.thin - 1].copy_(state.position)
 
-    def trace(self, state: ChainState, n_warmup: int) -> Trace:
+    def trace(self, state: ChainState, n_warmup: int, adaptation_state: dict[str, Any] | None) -> Trace:
         b = state.position.shape[0]
 
         def get(name: str) -> Tensor:
             if name in self.buffers:
                 return self.buffers[name]
-            dtype = torch.bool if name == "accepted" else state.log_prob.dtype
+            dtype = torch.bool if name == "accepted" else state.position.dtype
             return torch.zeros((0, b), dtype=dtype, device=state.position.device)
 
         return Trace(
@@ -305,6 +447,17 @@ class _Recorder:
             thin=self.thin,
             n_warmup=n_warmup,
             state=state.detach(),
+            adaptation_state=adaptation_state,
+        )
+
+
+def _check_adaptation_state(adapter: StepSizeAdapter, state: Any, like: Tensor) -> None:
+    expected = adapter.init(like.new_ones(1))
+    if not isinstance(state, dict) or set(state) != set(expected):
+        got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(
+            f"adaptation_state must be a state of {type(adapter).__name__} (a dict with keys "
+            f"{sorted(expected)}, e.g. a previous trace.adaptation_state); got {got}"
         )
 
 
@@ -319,14 +472,23 @@ def run_chain(
     progress: bool = False,
     adapt_steps: int = 0,
     differentiable: bool | None = None,
+    adaptation_state: dict[str, Any] | None = None,
+    evaluate_final: bool = False,
 ) -> tuple[Tensor, Trace]:
-    """Run ``n_steps`` of ``kernel`` on ``log_prob`` from ``x0`` for all chains at once.
+    r"""Run ``n_steps`` of ``kernel`` on ``log_prob`` from ``x0`` for all chains at once.
+
+    Steps ``1 .. n_steps - 1`` are ``kernel.step``; the last is ``kernel.move`` unless
+    ``evaluate_final``, so an unadjusted kernel evaluates the gradient at :math:`x_0, \dots, x_{K-1}`
+    only (``K`` evaluations for ``K`` steps, e.g. LFBM Eq. (8) run ``K`` times), with the same random
+    draws and positions as when the end point is evaluated. Adjusted kernels (MALA, HMC) evaluate the
+    end point in any case (their accept test needs it).
 
     Args:
         kernel: a :class:`Kernel` (``Langevin``, ``MALA``, ``HMC``...).
         log_prob: target :data:`~symgen.densities.LogDensity`.
-        x0: initial positions ``(B, *event)``, or the ``Trace.state`` of a previous run to continue
-            persistent chains with their step sizes (``log_prob`` is re-evaluated, it may have changed).
+        x0: initial positions ``(B, *event)``, or the ``Trace.state`` of a previous run (or
+            ``ChainState.from_state_dict`` of a checkpoint) to continue persistent chains with their step
+            sizes and step count ``iteration`` (``log_prob`` is re-evaluated, it may have changed).
         n_steps: number of kernel steps.
         thin: keep every ``thin``-th position when ``keep_trajectory``.
         keep_trajectory: record positions (detached) in ``Trace.positions``.
@@ -335,6 +497,13 @@ def run_chain(
         adapt_steps: the first ``adapt_steps`` steps adapt the step size with ``kernel.adaptation``
             (warm-up); afterwards the step size is frozen at the adapter's final value.
         differentiable: override ``kernel.differentiable`` for this run.
+        adaptation_state: the adapter state of a previous run (``trace.adaptation_state``): adaptation
+            continues from it instead of restarting, and it sets the starting step size --
+            ``adapter.current(state)`` when ``adapt_steps > 0`` (so warm-up split over several calls
+            equals one long warm-up), ``adapter.final(state)`` otherwise.
+        evaluate_final: make the last step a ``kernel.step`` too, so that ``trace.log_prob[-1]``,
+            ``trace.grad_norm[-1]`` and ``trace.state`` hold values at the final positions (one more
+            gradient evaluation for unadjusted kernels; otherwise those are NaN / ``None``).
 
     Returns:
         ``(x, trace)``: final positions ``(B, *event)`` (detached unless differentiable) and the
@@ -349,25 +518,34 @@ def run_chain(
     if differentiable is not None and differentiable != kernel.differentiable:
         kernel = kernel.replace(differentiable=differentiable)
     adapter = kernel.adaptation
-    if adapt_steps > 0 and adapter is None:
+    if adapter is None and (adapt_steps > 0 or adaptation_state is not None):
+        what = f"adapt_steps={adapt_steps}" if adapt_steps > 0 else "adaptation_state"
         raise ValueError(
-            f"adapt_steps={adapt_steps} needs a kernel with a step-size adaptation; "
-            f"{type(kernel).__name__} has adaptation=None"
+            f"{what} needs a kernel with a step-size adaptation; {type(kernel).__name__} has adaptation=None"
         )
-    if isinstance(x0, ChainState):
-        state = kernel.init(x0.position, log_prob, step_size=x0.step_size)
-    else:
-        state = kernel.init(x0, log_prob)
+    position = x0.position if isinstance(x0, ChainState) else x0
+    start_size = x0.step_size if isinstance(x0, ChainState) else None
+    if adaptation_state is not None:
+        if not isinstance(position, Tensor):
+            raise ValueError(f"x0 must be a tensor of shape (B, *event); got {type(position).__name__}")
+        _check_adaptation_state(adapter, adaptation_state, position)
+        start_size = (adapter.current if adapt_steps > 0 else adapter.final)(adaptation_state)
+    state = kernel.init(position, log_prob, step_size=start_size)
+    if isinstance(x0, ChainState):  # a persistent chain keeps counting its steps (noise schedules)
+        state = dataclasses.replace(state, iteration=x0.iteration)
 
-    adapt_state = adapter.init(state.step_size) if adapt_steps > 0 else None
+    adapt_state = adaptation_state
+    if adapt_steps > 0 and adapt_state is None:
+        adapt_state = adapter.init(state.step_size)
     recorder = _Recorder(n_steps, thin, keep_trajectory)
+    last = n_steps - 1 if not evaluate_final else -1
     steps: Any = range(n_steps)
     if progress:
         from tqdm.auto import tqdm
 
         steps = tqdm(steps, desc=type(kernel).__name__)
     for i in steps:
-        state, info = kernel.step(state, log_prob)
+        state, info = kernel.move(state, log_prob) if i == last else kernel.step(state, log_prob)
         if i < adapt_steps:
             adapt_state = adapter.update(adapt_state, info.acceptance_prob)
             new_size = adapter.final(adapt_state) if i == adapt_steps - 1 else adapter.current(adapt_state)
@@ -375,4 +553,4 @@ def run_chain(
         recorder.add(i, state, info)
         if callback is not None:
             callback({"i": i, "x": state.position, "state": state, "info": info})
-    return state.position, recorder.trace(state, adapt_steps)
+    return state.position, recorder.trace(state, adapt_steps, adapt_state)

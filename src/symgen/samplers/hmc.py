@@ -2,9 +2,10 @@ r"""Batched Hamiltonian Monte Carlo with per-chain step sizes and a diagonal mas
 
 Each step draws a momentum :math:`p \sim \mathcal N(0, M)`, runs ``n_leapfrog`` leapfrog steps of the
 Hamiltonian :math:`H(x, p) = -\log p(x) + \tfrac12 p^\top M^{-1} p` (Neal, 2011, "MCMC using
-Hamiltonian dynamics", Sec. 5.2.3) and accepts each chain's endpoint with probability
-:math:`\min(1, e^{-\Delta H})`. This is the sampler of NT-EBM Algorithm 1 / appendix A.4 (persistent
-chains, 3 leapfrog steps, initial step 0.15, multiplicative adaptation toward 0.651).
+Hamiltonian dynamics", leapfrog of Sec. 5.2.3.3) and accepts each chain's endpoint with probability
+:math:`\min(1, e^{-\Delta H})` (Neal Sec. 5.3.2.1) by the shared
+:func:`~symgen.samplers.mh.metropolis_hastings`. This is the sampler of NT-EBM Algorithm 1 / appendix
+A.4 (persistent chains, 3 leapfrog steps, initial step 0.15, multiplicative adaptation toward 0.651).
 
 Chains are the leading dimension and never interact: a divergent chain (NaN or huge energy error) is
 rejected alone. The optional ``jitter`` draws each chain's step size uniformly in
@@ -19,15 +20,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from symgen.densities import LogDensity
+from symgen.densities import LogDensity, chain_sum
 from symgen.samplers.adaptation import DualAveraging, MultiplicativeAdaptation, get_adaptation
-from symgen.samplers.base import ChainState, Kernel, StepInfo, per_chain, value_and_grad
+from symgen.samplers.base import ChainState, Kernel, StepInfo, chain_norm, per_chain, value_and_grad
+from symgen.samplers.mh import metropolis_hastings
 
 __all__ = ["HMC"]
-
-
-def _flat_sum(t: Tensor) -> Tensor:
-    return t.reshape(t.shape[0], -1).sum(dim=1)
 
 
 class HMC(Kernel):
@@ -39,7 +37,8 @@ class HMC(Kernel):
         mass: diagonal of the mass matrix, positive, shape ``(*event)`` or ``(B, *event)``; ``None`` = I.
         adaptation: ``"multiplicative"`` (NT-EBM, default), ``"dual_averaging"``, an adapter, or ``None``;
             used by ``run_chain(adapt_steps=...)`` during warm-up only.
-        target_accept: target acceptance probability (NT-EBM: 0.651).
+        target_accept: target acceptance probability of a named ``adaptation`` (default 0.651, NT-EBM);
+            an error with an adapter object or ``None`` (which would ignore it).
         jitter: relative uniform jitter of the step size in ``[0, 1)``.
         differentiable: keep the autograd graph through the chain.
         generator: optional ``torch.Generator``.
@@ -51,12 +50,13 @@ class HMC(Kernel):
         n_leapfrog: int = 10,
         mass: Tensor | None = None,
         adaptation: str | MultiplicativeAdaptation | DualAveraging | None = "multiplicative",
-        target_accept: float = 0.651,
+        target_accept: float | None = None,
         jitter: float = 0.0,
         differentiable: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__(step_size, differentiable, generator, get_adaptation(adaptation, target_accept))
+        adapter = get_adaptation(adaptation, target_accept, default_target=0.651, owner="HMC")
+        super().__init__(step_size, differentiable, generator, adapter)
         if not isinstance(n_leapfrog, int) or n_leapfrog < 1:
             raise ValueError(f"n_leapfrog must be a positive int; got {n_leapfrog!r}")
         if not 0.0 <= jitter < 1.0:
@@ -78,9 +78,17 @@ class HMC(Kernel):
         return self.mass.to(device=x.device, dtype=x.dtype)
 
     def _kinetic(self, p: Tensor, mass: Tensor | None) -> Tensor:
-        return 0.5 * _flat_sum(p * p if mass is None else p * p / mass)
+        r"""Kinetic energy :math:`\tfrac12 p^\top M^{-1} p` per chain (Neal Sec. 5.2.1, diagonal M)."""
+        return 0.5 * chain_sum(p * p if mass is None else p * p / mass)
 
     def step(self, state: ChainState, log_prob: LogDensity) -> tuple[ChainState, StepInfo]:
+        r"""One HMC transition: momentum draw, ``n_leapfrog`` leapfrog steps, per-chain MH test.
+
+        Leapfrog (Neal Sec. 5.2.3.3): :math:`p \leftarrow p + \tfrac\epsilon2 \nabla\log p(x)`,
+        :math:`x \leftarrow x + \epsilon M^{-1} p`, :math:`p \leftarrow p + \tfrac\epsilon2
+        \nabla\log p(x)` (inner half-steps merged); acceptance :math:`\min(1, e^{-\Delta H})`.
+        """
+        state = self._evaluated(state, log_prob)
         x0 = state.position
         mass = self._mass_for(x0)
         step = state.step_size
@@ -100,22 +108,16 @@ class HMC(Kernel):
             p = p + (eps if i < self.n_leapfrog - 1 else 0.5 * eps) * grad
 
         energy_error = torch.nan_to_num((-lp + self._kinetic(p, mass) - h0).detach(), nan=torch.inf)
-        log_alpha = -energy_error
-        accepted = torch.log(self._rand(x0.shape[0], log_alpha)) < log_alpha
-        keep = per_chain(accepted, x0)
-        new_state = ChainState(
-            torch.where(keep, x, x0),
-            torch.where(accepted, lp, state.log_prob),
-            torch.where(keep, grad, state.grad),
-            state.step_size,
-            state.iteration + 1,
+        proposal = ChainState(x, lp, grad, state.step_size, state.iteration + 1)
+        new_state, acceptance_prob, accepted = metropolis_hastings(
+            state, proposal, -energy_error, self.generator
         )
         info = StepInfo(
             log_prob=new_state.log_prob.detach(),
             step_size=step,
-            acceptance_prob=torch.exp(log_alpha.clamp(max=0.0)),
+            acceptance_prob=acceptance_prob,
             accepted=accepted,
-            grad_norm=torch.linalg.vector_norm(new_state.grad.detach().reshape(x0.shape[0], -1), dim=1),
+            grad_norm=chain_norm(new_state.grad.detach()),
             energy_error=energy_error,
         )
         return new_state, info

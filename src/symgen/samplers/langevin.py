@@ -32,9 +32,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from symgen.densities import LogDensity, magnetized_log_prob
+from symgen.densities import LogDensity, chain_sum, magnetized_log_prob
 from symgen.samplers.adaptation import DualAveraging, MultiplicativeAdaptation, get_adaptation
-from symgen.samplers.base import ChainState, Kernel, StepInfo, per_chain, value_and_grad
+from symgen.samplers.base import (
+    ChainState,
+    Kernel,
+    StepInfo,
+    StepSizeAdapter,
+    chain_norm,
+    per_chain,
+    value_and_grad,
+)
+from symgen.samplers.mh import metropolis_hastings
 
 __all__ = [
     "NoiseSchedule",
@@ -118,12 +127,60 @@ def _check_positive_or_none(name: str, value: float | None) -> None:
         raise ValueError(f"{name} must be positive or None; got {value}")
 
 
-def _flat_norm(t: Tensor) -> Tensor:
-    return torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1)
+class _GradientDrift(Kernel):
+    r"""What :class:`Langevin` and :class:`MALA` share: the per-chain coefficients and the clipped drift.
+
+    Drift :math:`d(x) = \operatorname{clip}_{\text{drift}}(\tfrac{s^2}{2}\operatorname{clip}_{\text{grad}}
+    (\nabla\log p(x)))`, each clip element-wise and optional.
+    """
+
+    def __init__(
+        self,
+        step_size: float | Tensor,
+        grad_clip: float | None,
+        drift_clip: float | None,
+        differentiable: bool,
+        generator: torch.Generator | None,
+        adaptation: StepSizeAdapter | None,
+    ) -> None:
+        super().__init__(step_size, differentiable, generator, adaptation)
+        _check_positive_or_none("grad_clip", grad_clip)
+        _check_positive_or_none("drift_clip", drift_clip)
+        self.grad_clip = grad_clip
+        self.drift_clip = drift_clip
+        self._coef: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def coefficients(self, step_size: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(s, s^2/2)`` as ``(B, 1, ...)`` tensors broadcasting over ``x``.
+
+        Cached while the same step-size tensor object is passed (step sizes are never modified in place:
+        adaptation replaces the tensor), which saves small per-step tensor ops.
+        """
+        coef = self._coef
+        if coef is None or coef[0] is not step_size or coef[1].dim() != x.dim():
+            s = per_chain(step_size, x)
+            coef = self._coef = (step_size, s, 0.5 * s * s)
+        return coef[1], coef[2]
+
+    def drift(self, grad: Tensor, half_s2: Tensor) -> Tensor:
+        """The (clipped) drift ``s^2/2 * clip(grad)`` for ``half_s2 = s^2/2`` of shape ``(B, 1, ...)``."""
+        if self.grad_clip is not None:
+            grad = grad.clamp(-self.grad_clip, self.grad_clip)
+        d = half_s2 * grad
+        if self.drift_clip is not None:
+            d = d.clamp(-self.drift_clip, self.drift_clip)
+        return d
 
 
-class Langevin(Kernel):
+class Langevin(_GradientDrift):
     r"""Unadjusted Langevin dynamics ``x + s^2/2 grad log p + s * noise_scale * eps`` (LFBM Eq. (8)).
+
+    One step is :math:`x_{k+1} = \operatorname{clamp}(x_k + d(x_k) + s\,\nu(k)\,\epsilon_k)` with the drift
+    :math:`d = \tfrac{s^2}{2}\nabla\log p` (clipped as configured),
+    :math:`\nu(k) = \text{noise\_scale}\cdot\text{schedule}(k)` and
+    :math:`\epsilon_k \sim \mathcal N(0, I)`; the unclipped drift is applied as the fused
+    ``torch.addcmul(x, s^2/2, grad)``. It needs the gradient at :math:`x_k` only, so :meth:`move` leaves
+    :math:`x_{k+1}` unevaluated and ``run_chain`` costs ``K`` gradient evaluations for ``K`` steps.
 
     Args:
         step_size: ``s``, a float or per-chain ``(B,)`` tensor (LFBM's :math:`\xi = s^2/2`).
@@ -150,48 +207,34 @@ class Langevin(Kernel):
         differentiable: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__(step_size, differentiable, generator, adaptation=None)
+        super().__init__(step_size, grad_clip, drift_clip, differentiable, generator, adaptation=None)
         if not noise_scale >= 0:
             raise ValueError(f"noise_scale must be >= 0; got {noise_scale}")
-        _check_positive_or_none("grad_clip", grad_clip)
-        _check_positive_or_none("drift_clip", drift_clip)
         self.noise_scale = float(noise_scale)
-        self.grad_clip = grad_clip
-        self.drift_clip = drift_clip
         self.clamp = _check_clamp(clamp)
         self.noise_schedule = get_noise_schedule(noise_schedule, schedule_horizon)
-        self._ones: dict[tuple, tuple[Tensor, Tensor]] = {}
-        self._coef: tuple[Tensor, Tensor, Tensor] | None = None
+        self._consts: dict[tuple, tuple[Tensor, Tensor, Tensor]] = {}
 
-    def coefficients(self, step_size: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(s, s^2/2)`` as ``(B, 1, ...)`` tensors broadcasting over ``x``.
-
-        Cached while the same step-size tensor object is passed (step sizes are never modified in place:
-        adaptation replaces the tensor), which saves small per-step tensor ops.
-        """
-        coef = self._coef
-        if coef is None or coef[0] is not step_size or coef[1].dim() != x.dim():
-            s = per_chain(step_size, x)
-            coef = self._coef = (step_size, s, 0.5 * s * s)
-        return coef[1], coef[2]
-
-    def drift(self, grad: Tensor, half_s2: Tensor) -> Tensor:
-        """The (clipped) drift ``s^2/2 * clip(grad)`` for ``half_s2 = s^2/2`` of shape ``(B, 1, ...)``."""
-        if self.grad_clip is not None:
-            grad = grad.clamp(-self.grad_clip, self.grad_clip)
-        d = half_s2 * grad
-        if self.drift_clip is not None:
-            d = d.clamp(-self.drift_clip, self.drift_clip)
-        return d
-
-    def _always_accepted(self, like: Tensor) -> tuple[Tensor, Tensor]:
+    def _constants(self, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Cached ``(ones, True, NaN)`` ``(B,)`` tensors for the infos (every step is accepted)."""
         key = (like.shape[0], like.device, like.dtype)
-        if key not in self._ones:
+        if key not in self._consts:
             n = like.shape[0]
-            self._ones[key] = (like.new_ones(n), torch.ones(n, dtype=torch.bool, device=like.device))
-        return self._ones[key]
+            ones = torch.ones(n, device=like.device, dtype=like.dtype)
+            true = torch.ones(n, dtype=torch.bool, device=like.device)
+            self._consts[key] = (ones, true, torch.full_like(ones, float("nan")))
+        return self._consts[key]
 
-    def step(self, state: ChainState, log_prob: LogDensity) -> tuple[ChainState, StepInfo]:
+    def _target(self, log_prob: LogDensity) -> LogDensity:
+        """The density the chain runs on (:class:`MagnetizedLangevin` magnetizes it)."""
+        return log_prob
+
+    def init(self, x0: Tensor, log_prob: LogDensity, step_size: float | Tensor | None = None) -> ChainState:
+        return super().init(x0, self._target(log_prob), step_size)
+
+    def _advance(self, state: ChainState, log_prob: LogDensity) -> Tensor:
+        """The new positions :math:`x_{k+1}` (``log_prob`` is already the target)."""
+        state = self._evaluated(state, log_prob)
         x = state.position
         s, half_s2 = self.coefficients(state.step_size, x)
         if self.grad_clip is None and self.drift_clip is None:
@@ -204,11 +247,25 @@ class Langevin(Kernel):
             new = new + (noise if scale == 1.0 else noise.mul_(scale))
         if self.clamp is not None:
             new = new.clamp(*self.clamp)
-        lp, grad = value_and_grad(log_prob, new, self.differentiable)
-        ones, true = self._always_accepted(state.log_prob)
+        return new
+
+    def step(self, state: ChainState, log_prob: LogDensity) -> tuple[ChainState, StepInfo]:
+        """One Langevin step, then ``log_prob`` and its gradient at the new positions."""
+        target = self._target(log_prob)
+        new = self._advance(state, target)
+        lp, grad = value_and_grad(target, new, self.differentiable)
+        ones, true, _ = self._constants(new)
         new_state = ChainState(new, lp, grad, state.step_size, state.iteration + 1)
-        info = StepInfo(lp.detach(), state.step_size, ones, true, _flat_norm(grad.detach()))
+        info = StepInfo(lp.detach(), state.step_size, ones, true, chain_norm(grad.detach()))
         return new_state, info
+
+    def move(self, state: ChainState, log_prob: LogDensity) -> tuple[ChainState, StepInfo]:
+        """One Langevin step without evaluating the new positions (``log_prob``/``grad`` ``None``,
+        NaN ``info.log_prob``/``info.grad_norm``); the next step evaluates them if it needs them."""
+        new = self._advance(state, self._target(log_prob))
+        ones, true, nan = self._constants(new)
+        new_state = ChainState(new, None, None, state.step_size, state.iteration + 1)
+        return new_state, StepInfo(nan, state.step_size, ones, true, nan)
 
 
 class GradientDescent(Langevin):
@@ -245,41 +302,64 @@ class MagnetizedLangevin(Langevin):
     Args:
         target: ``z*``, ``(*event)`` or ``(B, *event)``.
         gamma: magnetization strength.
-        **kwargs: the :class:`Langevin` options.
+        step_size, noise_scale, grad_clip, drift_clip, clamp, noise_schedule, schedule_horizon,
+            differentiable, generator: as in :class:`Langevin`.
     """
 
-    def __init__(self, target: Tensor, gamma: float, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        target: Tensor,
+        gamma: float,
+        step_size: float | Tensor = 0.1,
+        noise_scale: float = 1.0,
+        grad_clip: float | None = None,
+        drift_clip: float | None = None,
+        clamp: tuple[float, float] | None = None,
+        noise_schedule: str | NoiseSchedule = "constant",
+        schedule_horizon: float | None = None,
+        differentiable: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(
+            step_size,
+            noise_scale=noise_scale,
+            grad_clip=grad_clip,
+            drift_clip=drift_clip,
+            clamp=clamp,
+            noise_schedule=noise_schedule,
+            schedule_horizon=schedule_horizon,
+            differentiable=differentiable,
+            generator=generator,
+        )
         if gamma < 0:
             raise ValueError(f"gamma must be >= 0; got {gamma}")
         self.target = target.detach()
         self.gamma = float(gamma)
 
-    def _magnetize(self, log_prob: LogDensity) -> LogDensity:
+    def _target(self, log_prob: LogDensity) -> LogDensity:
         return magnetized_log_prob(log_prob, self.target, self.gamma)
 
-    def init(self, x0: Tensor, log_prob: LogDensity, step_size: float | Tensor | None = None) -> ChainState:
-        return super().init(x0, self._magnetize(log_prob), step_size)
 
-    def step(self, state: ChainState, log_prob: LogDensity) -> tuple[ChainState, StepInfo]:
-        return super().step(state, self._magnetize(log_prob))
-
-
-class MALA(Langevin):
+class MALA(_GradientDrift):
     r"""Metropolis-adjusted Langevin: the :class:`Langevin` proposal plus a per-chain MH accept/reject.
 
     Proposal :math:`x' = x + d(x) + s\epsilon` with drift :math:`d = \tfrac{s^2}{2}\nabla\log p` (clipped
     as configured -- the MH ratio uses the same drift both ways, so clipping keeps the target exact);
     acceptance :math:`\min(1, \tfrac{p(x')\,q(x|x')}{p(x)\,q(x'|x)})` with
-    :math:`q(x'|x) = \mathcal N(x + d(x), s^2 I)`. Noise must be the correct one (``noise_scale=1``,
-    constant schedule) and state clamping is not allowed (it would break detailed balance).
+    :math:`q(x'|x) = \mathcal N(x + d(x), s^2 I)` (Roberts & Tweedie, 1996), by the shared
+    :func:`~symgen.samplers.mh.metropolis_hastings`. The noise is always the correct one and the state
+    is never clamped (either would break detailed balance), so MALA takes none of :class:`Langevin`'s
+    noise or clamp options.
 
     Args:
         step_size: ``s`` (float or ``(B,)``).
         grad_clip, drift_clip: as in :class:`Langevin`.
         adaptation: ``"dual_averaging"`` (default), ``"multiplicative"``, an adapter or ``None``;
             used by ``run_chain(adapt_steps=...)``.
-        target_accept: target acceptance probability (0.574, Roberts & Rosenthal 1998).
+        target_accept: target acceptance probability of a named ``adaptation`` (default 0.574, Roberts &
+            Rosenthal 1998); an error with an adapter object or ``None`` (which would ignore it).
+        differentiable: keep the autograd graph through the chain.
+        generator: optional ``torch.Generator``.
     """
 
     def __init__(
@@ -288,48 +368,39 @@ class MALA(Langevin):
         grad_clip: float | None = None,
         drift_clip: float | None = None,
         adaptation: str | MultiplicativeAdaptation | DualAveraging | None = "dual_averaging",
-        target_accept: float = 0.574,
+        target_accept: float | None = None,
         differentiable: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__(
-            step_size,
-            grad_clip=grad_clip,
-            drift_clip=drift_clip,
-            differentiable=differentiable,
-            generator=generator,
-        )
-        self.adaptation = get_adaptation(adaptation, target_accept)
+        adapter = get_adaptation(adaptation, target_accept, default_target=0.574, owner="MALA")
+        super().__init__(step_size, grad_clip, drift_clip, differentiable, generator, adapter)
 
     def step(self, state: ChainState, log_prob: LogDensity) -> tuple[ChainState, StepInfo]:
+        r"""Propose :math:`x' = x + d(x) + s\epsilon`, accept with the MH probability (class docstring).
+
+        With :math:`x' - x - d(x) = s\epsilon`,
+        :math:`\log q(x|x') - \log q(x'|x) = -\tfrac12(\|(x - x' - d(x'))/s\|^2 - \|\epsilon\|^2)`.
+        """
+        state = self._evaluated(state, log_prob)
         x = state.position
         step = state.step_size
         s, half_s2 = self.coefficients(step, x)
         eps = self._randn(x)
         proposal = x + self.drift(state.grad, half_s2) + s * eps
         lp_new, grad_new = value_and_grad(log_prob, proposal, self.differentiable)
-        # log q(x | x') - log q(x' | x); the forward residual is exactly s * eps.
         back = (x - proposal - self.drift(grad_new, half_s2)) / s
-        log_q_ratio = -0.5 * (_sq_norm(back) - _sq_norm(eps))
-        log_alpha = torch.nan_to_num((lp_new - state.log_prob + log_q_ratio).detach(), nan=-torch.inf)
-        accepted = torch.log(self._rand(x.shape[0], log_alpha)) < log_alpha
-        keep = per_chain(accepted, x)
-        new_state = ChainState(
-            torch.where(keep, proposal, x),
-            torch.where(accepted, lp_new, state.log_prob),
-            torch.where(keep, grad_new, state.grad),
-            step,
-            state.iteration + 1,
+        log_q_ratio = -0.5 * (chain_sum(back * back) - chain_sum(eps * eps))
+        new_state, acceptance_prob, accepted = metropolis_hastings(
+            state,
+            ChainState(proposal, lp_new, grad_new, step, state.iteration + 1),
+            lp_new - state.log_prob + log_q_ratio,
+            self.generator,
         )
         info = StepInfo(
             new_state.log_prob.detach(),
             step,
-            torch.exp(log_alpha.clamp(max=0.0)),
+            acceptance_prob,
             accepted,
-            _flat_norm(new_state.grad.detach()),
+            chain_norm(new_state.grad.detach()),
         )
         return new_state, info
-
-
-def _sq_norm(t: Tensor) -> Tensor:
-    return (t * t).reshape(t.shape[0], -1).sum(dim=1)

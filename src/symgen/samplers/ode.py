@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from symgen.densities import LogDensity, check_log_prob_output, standard_normal_log_prob
+from symgen.densities import LogDensity, chain_sum, check_log_prob_output, standard_normal_log_prob
 
 __all__ = ["GradientFlow"]
 
@@ -111,7 +111,7 @@ class GradientFlow:
             (vjp,) = torch.autograd.grad(
                 (v * e).sum(), xr, retain_graph=True, create_graph=self.differentiable
             )
-            est = est + (vjp * e).reshape(b, -1).sum(dim=1)
+            est = est + chain_sum(vjp * e)
         return est / probes.shape[0]
 
     def _augmented(self, probes: Tensor | None):

@@ -1,17 +1,20 @@
 """Task evaluations of the latent-variable models (LFBM paper Sec. 4), registered in ``EVALS``.
 
 ``recon_mse`` (Sec. 4.2), ``inpaint_mse`` (Sec. 4.3), ``anomaly_auprc`` (Sec. 4.4), ``recovery_mse``
-(Sec. 4.6), ``interpolation`` and ``latent_density`` (pictures). Importing this package registers them.
+(Sec. 4.6), ``interpolation`` and ``latent_density`` (pictures); for the Langevin-flow models (short-run EBM,
+CoopFlow) ``density_panels``, ``kl_grid_parts`` and ``interpolation_latent``
+(:mod:`symgen.tasks.langevin_flow`). Importing this package registers them.
 ``tasks/`` holds evaluations only: the masks, occlusions and splits they use live in :mod:`symgen.data`.
 """
 
-from symgen.tasks import anomaly, inpaint, interpolate, latent_density, reconstruct, recovery
+from symgen.tasks import anomaly, inpaint, interpolate, langevin_flow, latent_density, reconstruct, recovery
 from symgen.tasks.anomaly import anomaly_scores
 
 __all__ = [
     "anomaly",
     "inpaint",
     "interpolate",
+    "langevin_flow",
     "latent_density",
     "reconstruct",
     "recovery",

@@ -16,7 +16,14 @@ from torch import Tensor
 if TYPE_CHECKING:  # pragma: no cover
     from symgen.evaluation import EvalContext
 
-__all__ = ["latent_model", "task_options", "eval_images", "batched", "interleave_rows"]
+__all__ = [
+    "latent_model",
+    "reconstructing_model",
+    "task_options",
+    "eval_images",
+    "batched",
+    "interleave_rows",
+]
 
 _DEFAULTS = {
     "max_images": 1000,
@@ -34,6 +41,18 @@ def latent_model(ctx: EvalContext, evaluation: str) -> Any:
         raise ValueError(
             f"evaluation '{evaluation}' needs a latent-variable model (lfbm, abp, lebm, lfbm_vae); "
             f"got {type(model).__name__}"
+        )
+    return model
+
+
+def reconstructing_model(ctx: EvalContext, evaluation: str) -> Any:
+    """The context's model if it reconstructs images (``reconstruct(x, mask=None, generator=None)``): the
+    latent-variable models, and the Langevin-flow models (short-run EBM, CoopFlow) that invert their chain."""
+    model = ctx.model
+    if not callable(getattr(model, "reconstruct", None)):
+        raise ValueError(
+            f"evaluation '{evaluation}' needs a model with reconstruct(x, mask) (lfbm, abp, lebm, lfbm_vae, "
+            f"short_run_ebm, coopflow); got {type(model).__name__}"
         )
     return model
 

@@ -22,7 +22,7 @@ from torch import Tensor
 from symgen.data.masks import center_square, square_side
 from symgen.metrics.recon import masked_mse
 from symgen.registry import EVALS
-from symgen.tasks.common import batched, eval_images, interleave_rows, latent_model, task_options
+from symgen.tasks.common import batched, eval_images, interleave_rows, reconstructing_model, task_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from symgen.evaluation import EvalContext
@@ -42,7 +42,7 @@ def inpaint(model: object, x: Tensor, mask: Tensor, generator: torch.Generator |
 )
 def eval_inpaint_mse(ctx: EvalContext) -> dict[str, float]:
     """``{"inpaint_mse": ...}``: hidden-pixel MSE over images and ``inpaint_completions`` chain inits."""
-    model = latent_model(ctx, "inpaint_mse")
+    model = reconstructing_model(ctx, "inpaint_mse")
     opts = task_options(ctx)
     x, _ = eval_images(ctx.test, int(opts["max_images"]), ctx.device)
     side = square_side(float(opts["inpaint_size"]), min(x.shape[-2:]))

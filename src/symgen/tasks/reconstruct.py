@@ -13,7 +13,7 @@ from torch import Tensor
 
 from symgen.metrics.recon import mse
 from symgen.registry import EVALS
-from symgen.tasks.common import batched, eval_images, interleave_rows, latent_model, task_options
+from symgen.tasks.common import batched, eval_images, interleave_rows, reconstructing_model, task_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from symgen.evaluation import EvalContext
@@ -24,7 +24,7 @@ __all__ = ["eval_recon_mse"]
 @EVALS.register("recon_mse", help="per-pixel MSE of reconstructions of test images (LFBM Table 2)")
 def eval_recon_mse(ctx: EvalContext) -> dict[str, float]:
     """``{"recon_mse": ...}`` on up to ``model.tasks.max_images`` test images."""
-    model = latent_model(ctx, "recon_mse")
+    model = reconstructing_model(ctx, "recon_mse")
     opts = task_options(ctx)
     x, _ = eval_images(ctx.test, int(opts["max_images"]), ctx.device)
 
