@@ -304,3 +304,22 @@ def test_importing_the_core_is_light(module, subprocess_env):
     )
     proc = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_chains_stay_fp32_inside_an_autocast_step():
+    from symgen.samplers import Langevin, run_chain
+
+    w = torch.randn(4, 4)
+    seen: list[torch.dtype] = []
+
+    def log_prob(x):
+        y = x @ w  # autocast runs matmuls in bf16
+        seen.append(y.dtype)
+        return -(y.float() ** 2).sum(-1)
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        run_chain(Langevin(step_size=0.1), log_prob, torch.randn(3, 4), 3)
+        assert set(seen) == {torch.float32}
+        seen.clear()
+        run_chain(Langevin(step_size=0.1), log_prob, torch.randn(3, 4), 3, autocast=True)
+        assert set(seen) == {torch.bfloat16}

@@ -37,6 +37,7 @@ this record/trace contract (pyro's MCMC runs chains in separate processes).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -48,6 +49,7 @@ import torch
 from torch import Tensor
 
 from symgen.densities import LogDensity, chain_sum, check_log_prob_output
+from symgen.precision import full_precision
 
 __all__ = [
     "ChainState",
@@ -474,6 +476,7 @@ def run_chain(
     differentiable: bool | None = None,
     adaptation_state: dict[str, Any] | None = None,
     evaluate_final: bool = False,
+    autocast: bool = False,
 ) -> tuple[Tensor, Trace]:
     r"""Run ``n_steps`` of ``kernel`` on ``log_prob`` from ``x0`` for all chains at once.
 
@@ -504,6 +507,8 @@ def run_chain(
         evaluate_final: make the last step a ``kernel.step`` too, so that ``trace.log_prob[-1]``,
             ``trace.grad_norm[-1]`` and ``trace.state`` hold values at the final positions (one more
             gradient evaluation for unadjusted kernels; otherwise those are NaN / ``None``).
+        autocast: keep an active ``torch.autocast`` (mixed precision) inside the chain; by default the
+            chain runs in full precision even inside an autocast training step (``train.precision``).
 
     Returns:
         ``(x, trace)``: final positions ``(B, *event)`` (detached unless differentiable) and the
@@ -530,27 +535,32 @@ def run_chain(
             raise ValueError(f"x0 must be a tensor of shape (B, *event); got {type(position).__name__}")
         _check_adaptation_state(adapter, adaptation_state, position)
         start_size = (adapter.current if adapt_steps > 0 else adapter.final)(adaptation_state)
-    state = kernel.init(position, log_prob, step_size=start_size)
-    if isinstance(x0, ChainState):  # a persistent chain keeps counting its steps (noise schedules)
-        state = dataclasses.replace(state, iteration=x0.iteration)
+    # the chain's gradients stay fp32 under a mixed-precision training step unless asked otherwise
+    device_type = position.device.type if isinstance(position, Tensor) else "cpu"
+    with contextlib.nullcontext() if autocast else full_precision(device_type):
+        state = kernel.init(position, log_prob, step_size=start_size)
+        if isinstance(x0, ChainState):  # a persistent chain keeps counting its steps (noise schedules)
+            state = dataclasses.replace(state, iteration=x0.iteration)
 
-    adapt_state = adaptation_state
-    if adapt_steps > 0 and adapt_state is None:
-        adapt_state = adapter.init(state.step_size)
-    recorder = _Recorder(n_steps, thin, keep_trajectory)
-    last = n_steps - 1 if not evaluate_final else -1
-    steps: Any = range(n_steps)
-    if progress:
-        from tqdm.auto import tqdm
+        adapt_state = adaptation_state
+        if adapt_steps > 0 and adapt_state is None:
+            adapt_state = adapter.init(state.step_size)
+        recorder = _Recorder(n_steps, thin, keep_trajectory)
+        last = n_steps - 1 if not evaluate_final else -1
+        steps: Any = range(n_steps)
+        if progress:
+            from tqdm.auto import tqdm
 
-        steps = tqdm(steps, desc=type(kernel).__name__)
-    for i in steps:
-        state, info = kernel.move(state, log_prob) if i == last else kernel.step(state, log_prob)
-        if i < adapt_steps:
-            adapt_state = adapter.update(adapt_state, info.acceptance_prob)
-            new_size = adapter.final(adapt_state) if i == adapt_steps - 1 else adapter.current(adapt_state)
-            state = dataclasses.replace(state, step_size=new_size)
-        recorder.add(i, state, info)
-        if callback is not None:
-            callback({"i": i, "x": state.position, "state": state, "info": info})
-    return state.position, recorder.trace(state, adapt_steps, adapt_state)
+            steps = tqdm(steps, desc=type(kernel).__name__)
+        for i in steps:
+            state, info = kernel.move(state, log_prob) if i == last else kernel.step(state, log_prob)
+            if i < adapt_steps:
+                adapt_state = adapter.update(adapt_state, info.acceptance_prob)
+                new_size = (
+                    adapter.final(adapt_state) if i == adapt_steps - 1 else adapter.current(adapt_state)
+                )
+                state = dataclasses.replace(state, step_size=new_size)
+            recorder.add(i, state, info)
+            if callback is not None:
+                callback({"i": i, "x": state.position, "state": state, "info": info})
+        return state.position, recorder.trace(state, adapt_steps, adapt_state)
