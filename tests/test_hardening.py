@@ -522,3 +522,20 @@ def test_python_api_validates_too(tmp_path):
             _tiny_cfg("train.steps=2") | {"train": {**_tiny_cfg()["train"], "log_every": 0}}, tmp_path / "r"
         )
     assert load_checkpoint is not None
+
+
+def test_run_directories_written_before_new_config_keys_still_load(tmp_path):
+    """A config.yaml without a key added later (here flow standardisation) gets the value that reproduces
+    the old run (``legacy_defaults``), not today's default that would change the architecture."""
+    import yaml
+
+    from symgen.runs import load_run
+
+    run = tmp_path / "old"
+    assert _train(["--out", str(run), "--set", "train.steps=2", "--set", "model.standardize=false"]) == 0
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    del cfg["model"]["standardize"]
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    loaded = load_run(run)
+    assert loaded.cfg["model"]["standardize"] is False
+    assert _train(["--out", str(run), "--resume", "--set", "train.steps=3"]) == 0

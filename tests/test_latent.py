@@ -411,3 +411,13 @@ def test_xavier_normal_generator_init_matches_the_official_scheme():
             assert float(m.weight.detach().std()) == pytest.approx(expected, rel=0.1)
     with pytest.raises(ValueError, match="generator init"):
         init_generator(net, "orthogonal")
+
+
+def test_inference_refuses_options_its_kernel_does_not_take():
+    """MALA and HMC are always stochastic: a noise switch would be silently ignored, so it is refused."""
+    for kind in ("mala", "hmc"):
+        with pytest.raises(ValueError, match=f"model.inference.test_noise .*{kind}"):
+            MCMCInference(kind=kind, test_noise=False)
+    with pytest.raises(ValueError, match="sampler_args.clamp is not an option of the hmc kernel"):
+        MCMCInference(kind="hmc", sampler_args=(("clamp", (-1.0, 1.0)),))
+    assert MCMCInference(kind="hmc", sampler_args=(("n_leapfrog", 3),)).kernel(test=True) is not None

@@ -196,7 +196,11 @@ def _stored_config(run: RunDir) -> dict[str, Any]:
     from symgen.config import default_config
 
     stored = run.load_config()
-    return absolute_data_paths(merge(default_config(stored["model"]["name"]), stored))
+    defaults = default_config(stored["model"]["name"])
+    legacy = MODELS.get(stored["model"]["name"]).legacy_defaults
+    if legacy:
+        defaults = merge(defaults, {"model": legacy})
+    return absolute_data_paths(merge(defaults, stored))
 
 
 def resume_config(

@@ -77,6 +77,9 @@ class GenerativeModel(nn.Module):
     #: ``{part: (model names...)}``: the kinds of runs ``model.init_from`` may load each part from
     #: (checked before training; a part not listed accepts any run with matching parameters).
     init_from_kinds: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: values of ``model`` config keys added after runs were first written, that reproduce those runs
+    #: (a stored ``config.yaml`` without the key gets this value instead of today's default)
+    legacy_defaults: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:

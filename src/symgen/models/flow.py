@@ -12,7 +12,7 @@ the raw data. Image flows ignore the option (their data are already in [-1, 1]).
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -59,6 +59,8 @@ class FlowModel(GenerativeModel):
         self.kind = kind
         self.event_shape = tuple(event_shape)
         self.lr, self.weight_decay, self.n_bits = lr, weight_decay, n_bits
+
+    legacy_defaults: ClassVar[dict[str, Any]] = {"standardize": False}  # runs written before issue 17
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:

@@ -24,7 +24,7 @@ flows, samplers and the posterior density come from :mod:`symgen.flows`, :mod:`s
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -104,6 +104,8 @@ class LatentModel(GenerativeModel):
         self.occlusion = occlusion or OcclusionSpec()
 
     # ------------------------------------------------------------------ config
+    legacy_defaults: ClassVar[dict[str, Any]] = {"prior": {"standardize": False}}  # runs before issue 17
+
     @classmethod
     def default_config(cls) -> dict[str, Any]:
         return {
