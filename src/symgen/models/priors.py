@@ -113,7 +113,7 @@ class GaussianPrior(LatentPrior):
 
 
 class FlowPrior(LatentPrior):
-    """Normalizing-flow prior (Eq. (1)-(2) of the LFBM paper); ML update of Eq. (6).
+    r"""Normalizing-flow prior (Eq. (1)-(2) of the LFBM paper); ML update of Eq. (6).
 
     With ``standardize`` (default) the flow's input is standardised (:func:`symgen.flows.standardized`):
     initialised with the flow on :math:`\\mathcal{N}(0, I)` draws, then re-fitted once to the first batch
