@@ -6,7 +6,8 @@ Every kernel follows one contract -- ``state = kernel.init(x0, log_prob)``,
 """
 
 from symgen.samplers.adaptation import DualAveraging, MultiplicativeAdaptation, get_adaptation
-from symgen.samplers.base import ChainState, Kernel, StepInfo, Trace, run_chain, value_and_grad
+from symgen.samplers.base import ChainState, Kernel, StepInfo, value_and_grad
+from symgen.samplers.chain import Trace, run_chain
 from symgen.samplers.hmc import HMC
 from symgen.samplers.langevin import (
     MALA,

@@ -26,7 +26,8 @@ import torch
 from torch import Tensor
 
 from symgen.densities import LogDensity, check_log_prob_output, standard_normal_log_prob
-from symgen.samplers.base import ChainState, Kernel, Trace, run_chain
+from symgen.samplers.base import ChainState, Kernel
+from symgen.samplers.chain import Trace, run_chain
 
 __all__ = ["NeuralTransport", "GeneratorTransport"]
 
