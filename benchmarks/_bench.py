@@ -6,8 +6,11 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["measure", "git_head"]
+import torch
+
+__all__ = ["measure", "git_head", "bare_context"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,3 +44,19 @@ def git_head() -> str:
         return head + (" + uncommitted changes" if dirty.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "uncommitted"
+
+
+def bare_context(model: Any, rng: torch.Generator) -> Any:
+    """A :class:`symgen.models.base.StepContext` whose ``optimize`` is a plain zero-grad / backward / step of
+    the model's own optimizers: the model's training step without the Trainer's checks and logging."""
+    from symgen.models.base import StepContext
+
+    opts = model.configure_optimizers()
+
+    def optimize(name: str, loss: torch.Tensor) -> float:
+        opts[name].zero_grad()
+        loss.backward()
+        opts[name].step()
+        return 0.0
+
+    return StepContext(step=0, device=torch.device("cpu"), generator=rng, _optimize=optimize)

@@ -50,10 +50,9 @@ from typing import Any
 
 import torch
 
-from _bench import git_head, measure  # noqa: E402  (benchmarks/ is on sys.path)
+from _bench import bare_context, git_head, measure  # noqa: E402  (benchmarks/ is on sys.path)
 from symgen.batches import make_stream
 from symgen.config import resolve_config
-from symgen.models.base import StepContext
 from symgen.models.coopflow import CoopFlow
 from symgen.rundir import RunDir
 from symgen.runs import build_model, load_data
@@ -92,18 +91,6 @@ def hand_step(flow: torch.nn.Module, energy: torch.nn.Module, opts: dict, x: tor
     opts["ebm"].step()
 
 
-def _bare_context(model: CoopFlow, rng: torch.Generator) -> StepContext:
-    opts = model.configure_optimizers()
-
-    def optimize(name: str, loss: torch.Tensor) -> float:
-        opts[name].zero_grad()
-        loss.backward()
-        opts[name].step()
-        return 0.0
-
-    return StepContext(step=0, device=torch.device("cpu"), generator=rng, _optimize=optimize)
-
-
 def _setup(config: str, seed: int) -> tuple[dict, Any, CoopFlow]:
     cfg = resolve_config("coopflow", config, [f"seed={seed}", "train.log_every=1000000"])
     torch.manual_seed(seed)
@@ -135,7 +122,7 @@ def throughput(config: str, steps: int, repeats: int, seed: int, block_seconds: 
     }  # fmt: skip
     streams = {k: make_stream(splits.train, bs, seed) for k in ("hand", "ours")}
     rng_hand = torch.Generator().manual_seed(1)
-    ctx = _bare_context(ours, torch.Generator().manual_seed(1))
+    ctx = bare_context(ours, torch.Generator().manual_seed(1))
     tmp = tempfile.TemporaryDirectory()
     cfg["train"]["steps"] = 0
     stream = make_stream(splits.train, bs, seed)

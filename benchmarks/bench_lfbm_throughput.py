@@ -32,11 +32,10 @@ from pathlib import Path
 import torch
 
 import symgen.data
-from _bench import git_head, measure  # noqa: E402  (benchmarks/ is on sys.path)
+from _bench import bare_context, git_head, measure  # noqa: E402  (benchmarks/ is on sys.path)
 from symgen.batches import TensorStream
 from symgen.config import resolve_config
-from symgen.models.base import DataInfo, StepContext
-from symgen.models.latent import LatentModel
+from symgen.models.base import DataInfo
 from symgen.registry import MODELS
 from symgen.rundir import RunDir
 from symgen.trainer import Trainer
@@ -62,18 +61,6 @@ def hand_step(gen: torch.nn.Module, flow: torch.nn.Module, opts: dict, x: torch.
     opts["generator"].zero_grad()
     ((x - gen(z)).pow(2).flatten(1).sum(1) / (2 * sigma**2)).mean().backward()  # Eq. (7)
     opts["generator"].step()
-
-
-def _bare_context(model: LatentModel, rng: torch.Generator) -> StepContext:
-    opts = model.configure_optimizers()
-
-    def optimize(name: str, loss: torch.Tensor) -> float:
-        opts[name].zero_grad()
-        loss.backward()
-        opts[name].step()
-        return 0.0
-
-    return StepContext(step=0, device=torch.device("cpu"), generator=rng, _optimize=optimize)
 
 
 def main() -> None:
@@ -105,7 +92,7 @@ def main() -> None:
 
     streams = {k: TensorStream(train.x, bs, args.seed) for k in ("hand", "ours")}
     rng_hand, rng_ours = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-    ctx = _bare_context(ours, rng_ours)
+    ctx = bare_context(ours, rng_ours)
     tmp = tempfile.TemporaryDirectory()
     cfg["train"]["steps"] = 0
     stream = TensorStream(train.x, bs, args.seed)
