@@ -483,7 +483,7 @@ class ShortRunEBM(GenerativeModel):
         return out
 
     def named_samples(self, n: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        return {"samples": self.sample(n, generator)}
+        return {"short-run EBM": self.sample(n, generator)}
 
     def evaluate(self, data: Tensor, metrics: list[str]) -> dict[str, float]:
         """``test_nll`` of the ODE flow (Eq. (5.7), nats); other dynamics have no tractable density."""
