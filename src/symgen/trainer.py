@@ -147,7 +147,7 @@ class Trainer:
         if state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         self.precision.load_state_dict(state.get("grad_scaler"))
-        saved_world = int(state.get("world_size", 1))
+        saved_world = int(state.get("world_size", self.dist.world_size))  # absent: older checkpoints
         if saved_world != self.dist.world_size:
             raise ValueError(
                 f"the checkpoint was written by a {saved_world}-process job; resume it with "
