@@ -24,3 +24,17 @@ def subprocess_env():
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "1"
     return env
+
+
+@pytest.fixture
+def torchrun_cmd():
+    """Command prefix of a 2-process torchrun job on this machine (gloo, free rendezvous port)."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=0",
+        "--rdzv_backend=c10d",
+        "--rdzv_endpoint=127.0.0.1:0",
+    ]

@@ -1,7 +1,6 @@
 """A real 2-process gloo data-parallel job launched with torchrun in a subprocess."""
 
 import subprocess
-import sys
 import textwrap
 
 import torch
@@ -24,20 +23,10 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_two_process_gloo_ddp(tmp_path, subprocess_env):
+def test_two_process_gloo_ddp(tmp_path, subprocess_env, torchrun_cmd):
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_port=0",
-        "--rdzv_backend=c10d",
-        "--rdzv_endpoint=127.0.0.1:0",
-        str(script),
-        str(tmp_path),
-    ]
+    cmd = [*torchrun_cmd, str(script), str(tmp_path)]
     proc = subprocess.run(cmd, env=subprocess_env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     p0 = torch.load(tmp_path / "params-rank0.pt", weights_only=True)

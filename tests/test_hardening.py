@@ -212,19 +212,13 @@ torch.save({"params": trainer.model.state_dict(), "stream": trainer.stream.state
 """
 
 
-def test_data_parallel_resume_restores_each_ranks_state(tmp_path, subprocess_env):
+def test_data_parallel_resume_restores_each_ranks_state(tmp_path, subprocess_env, torchrun_cmd):
     script = tmp_path / "job.py"
     script.write_text(DDP_SCRIPT)
 
     def launch(steps: int, resume: bool, name: str) -> None:
         cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            "--master_port=0",
-            "--rdzv_backend=c10d",
-            "--rdzv_endpoint=127.0.0.1:0",
+            *torchrun_cmd,
             str(script),
             str(tmp_path),
             str(steps),
