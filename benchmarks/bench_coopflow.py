@@ -53,6 +53,7 @@ import torch
 from _bench import bare_context, git_head, measure  # noqa: E402  (benchmarks/ is on sys.path)
 from symgen.batches import make_stream
 from symgen.config import resolve_config
+from symgen.flows import dequantize
 from symgen.models.coopflow import CoopFlow
 from symgen.rundir import RunDir
 from symgen.runs import build_model, load_data
@@ -84,7 +85,8 @@ def hand_step(flow: torch.nn.Module, energy: torch.nn.Module, opts: dict, x: tor
         if clamp:
             x_t = x_t.clamp(*clamp)
     opts["flow"].zero_grad()
-    (-flow().log_prob(x_t).mean()).backward()  # line 7, Eq. (6)
+    fit = dequantize(x_t, lang["n_bits"]) if image and lang["dequantize"] else x_t  # as the data (official)
+    (-flow().log_prob(fit).mean()).backward()  # line 7, Eq. (6)
     opts["flow"].step()
     opts["ebm"].zero_grad()
     (energy(x_t).mean() - energy(x).mean()).backward()  # line 8, Eq. (2)
@@ -104,7 +106,7 @@ def _setup(config: str, seed: int) -> tuple[dict, Any, CoopFlow]:
 def _lang_options(model: CoopFlow) -> dict[str, Any]:
     o = model.langevin.kernel.options
     return {"steps": model.langevin.steps, "step_size": float(o["step_size"]), "drift_clip": o["drift_clip"],
-            "clamp": o["clamp"]}  # fmt: skip
+            "clamp": o["clamp"], "n_bits": model.n_bits, "dequantize": model.dequantize_revised}  # fmt: skip
 
 
 def throughput(config: str, steps: int, repeats: int, seed: int, block_seconds: float) -> dict[str, Any]:

@@ -198,6 +198,45 @@ def test_short_run_ebm_learns_a_shifted_gaussian_mean():
     assert torch.allclose(mean, torch.tensor([2.0, -1.0]), atol=0.4)
 
 
+def test_image_flow_fits_dequantised_revised_samples():
+    """Revised image samples clamped at -1 / 1 reach the flow dequantised like data (official code): each
+    value replaced by a uniform draw in its ``n_bits`` bin, never the degenerate clamp boundary."""
+    torch.manual_seed(0)
+    cfg = _cfg(
+        CoopFlow, flow_args={"levels": 1, "depth": 1, "width": 8}, n_bits=4, **{"energy.preset": "digits8"}
+    )
+    cfg["langevin"].update(steps=2, step_size=3.0)  # big steps: many pixels end on the clamp
+    model = CoopFlow.from_config(cfg, DIGITS)
+    seen, revised = [], []
+    run, fit = model.langevin.run, model.flow_log_prob
+    model.langevin.run = lambda *a, **k: revised.append(run(*a, **k)) or revised[-1]  # type: ignore[method-assign]
+    model.flow_log_prob = lambda v: seen.append(v.detach()) or fit(v)  # type: ignore[method-assign]
+    model.training_step(torch.rand(16, 1, 8, 8) * 2 - 1, Ctx(model))
+    x_tilde, y = revised[0], seen[0]
+    assert (x_tilde.abs() == 1).any()
+    assert not (y.abs() == 1).any()
+    assert ((y - x_tilde).abs() <= 2 / 16 + 1e-6).all()  # within one bin of width 2 / 2^n_bits
+    from symgen.flows.dequant import to_levels
+
+    assert torch.equal(to_levels(y, 4), to_levels(x_tilde, 4))
+
+
+def test_lr_warmup_ramps_every_optimizer_linearly():
+    model = tiny_coopflow(lr_warmup=4, lr={"flow": 1e-3, "ebm": 2e-3})
+    opts = model.configure_optimizers()
+    scheds = model.configure_schedulers(opts)
+    assert set(scheds) == {"flow", "ebm"}
+    seen = []
+    for _ in range(6):
+        seen.append(opts["ebm"].param_groups[0]["lr"])
+        opts["ebm"].step()
+        scheds["ebm"].step()
+    assert seen == pytest.approx([2e-3 * k / 4 for k in (1, 2, 3, 4)] + [2e-3, 2e-3])
+    assert tiny_coopflow(lr_warmup=0).configure_schedulers(opts) == {}
+    with pytest.raises(ValueError, match=r"model\.lr_warmup"):
+        tiny_coopflow(lr_warmup=-1)
+
+
 @pytest.mark.parametrize(
     "changes, key",
     [

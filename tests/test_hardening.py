@@ -533,3 +533,20 @@ def test_run_directories_written_before_new_config_keys_still_load(tmp_path):
     loaded = load_run(run)
     assert loaded.cfg["model"]["standardize"] is False
     assert _train(["--out", str(run), "--resume", "--set", "train.steps=3"]) == 0
+
+
+def test_reproduce_refuses_a_run_trained_with_another_config(tmp_path):
+    """`symgen reproduce` reuses a finished run only if the experiment still resolves to its config: an edited
+    YAML (or a changed default) must not have the old run's numbers reported as the new config's."""
+    from symgen.reproduce import _check_same_config
+
+    run = tmp_path / "r"
+    assert _train(["--out", str(run), "--set", "train.steps=2"]) == 0
+    from symgen.runs import stored_config
+
+    same = stored_config(RunDir(run, enabled=False))
+    _check_same_config(run, same)  # unchanged: reused
+    _check_same_config(run, {**same, "device": "cuda"})  # the device may differ
+    edited = {**same, "model": {**same["model"], "lr": 0.5}}
+    with pytest.raises(ValueError, match=r"model\.lr differ"):
+        _check_same_config(run, edited)

@@ -301,6 +301,11 @@ def _leaf_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
+def config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The dotted keys whose values differ between two resolved configs (a key missing on one side counts)."""
+    return _leaf_diff(old, new)
+
+
 def resume_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """The config keys that differ between a run's stored config ``old`` and the resumed ``new``.
 

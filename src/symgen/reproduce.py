@@ -91,6 +91,24 @@ def _finished(out: Path, steps: int) -> bool:
     return ckpt is not None and int(ckpt.stem.split("-")[1]) >= steps
 
 
+def _check_same_config(out: Path, cfg: dict[str, Any]) -> None:
+    """Refuse to reuse or resume a run directory trained with another config (an edited YAML, a new default):
+    its numbers would be reported as this config's. ``device`` and ``data.root`` may differ."""
+    from symgen.config import config_diff
+    from symgen.rundir import RunDir
+    from symgen.runs import stored_config
+
+    if not (out / "config.yaml").is_file():
+        return
+    stored = stored_config(RunDir(out, enabled=False))  # with the legacy defaults of keys added since
+    changed = [k for k in config_diff(stored, cfg) if k not in ("device", "data.root")]
+    if changed:
+        raise ValueError(
+            f"{out} was trained with another config ({', '.join(changed)} differ from what the experiment "
+            "resolves to now); move or delete that run directory to train it again"
+        )
+
+
 def run_one(
     run: dict[str, Any],
     seed: int,
@@ -110,6 +128,7 @@ def run_one(
     if device:
         sets.append(f"device={device}")
     cfg = resolve_config(run["model"], config, sets)
+    _check_same_config(out, cfg)
     t0 = time.perf_counter()
     if not _finished(out, int(cfg["train"]["steps"])):
         resume = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step-*.pt"))

@@ -191,7 +191,7 @@ def train(
         cleanup(dist)
 
 
-def _stored_config(run: RunDir) -> dict[str, Any]:
+def stored_config(run: RunDir) -> dict[str, Any]:
     """A run's ``config.yaml`` completed with today's defaults (keys added since it was written)."""
     from symgen.config import default_config
 
@@ -211,7 +211,7 @@ def resume_config(
     Whether the changed keys may change on resume is checked by :func:`train`."""
     from symgen.config import load_yaml, validate_config
 
-    cfg = _stored_config(RunDir(run_dir, enabled=False))
+    cfg = stored_config(RunDir(run_dir, enabled=False))
     if config_file is not None:
         file_cfg = load_yaml(config_file)
         name = (file_cfg.get("model") or {}).get("name", cfg["model"]["name"])

@@ -61,6 +61,8 @@ class CoopFlow(GenerativeModel):
     """Normalizing flow ``g_alpha`` and Langevin flow ``F_theta`` trained cooperatively (module docstring)."""
 
     name = "coopflow"
+    #: runs written before these keys existed trained without LR warm-up, on revised samples as they are
+    legacy_defaults: ClassVar[dict[str, Any]] = {"lr_warmup": 0, "dequantize_revised": False}
     init_from_kinds: ClassVar[dict[str, tuple[str, ...]]] = {"flow": ("flow", "coopflow")}
 
     def __init__(
@@ -79,6 +81,8 @@ class CoopFlow(GenerativeModel):
         n_bits: int = 8,
         pretrain_stage: str = "pretrain",
         tasks: dict[str, Any] | None = None,
+        lr_warmup: int = 0,
+        dequantize_revised: bool = True,
     ) -> None:
         super().__init__()
         self.flow, self.langevin, self.energy = flow, langevin, langevin.energy
@@ -99,6 +103,12 @@ class CoopFlow(GenerativeModel):
         self.flow_weight_decay = float(flow_weight_decay)
         self.n_bits, self.pretrain_stage = int(n_bits), str(pretrain_stage)
         self.tasks = dict(tasks or {})
+        if not isinstance(lr_warmup, int) or isinstance(lr_warmup, bool) or lr_warmup < 0:
+            raise ValueError(f"model.lr_warmup must be a non-negative int (updates); got {lr_warmup!r}")
+        self.lr_warmup = lr_warmup
+        if not isinstance(dequantize_revised, bool):
+            raise ValueError(f"model.dequantize_revised must be true or false; got {dequantize_revised!r}")
+        self.dequantize_revised = dequantize_revised
 
     # ------------------------------------------------------------------ config
     @classmethod
@@ -123,6 +133,8 @@ class CoopFlow(GenerativeModel):
             "lr": {"flow": 1e-4, "ebm": 1e-4},  # Sec. A.2
             "betas": {"flow": [0.9, 0.999], "ebm": [0.5, 0.5]},  # Sec. A.2
             "flow_weight_decay": 0.0,
+            "lr_warmup": 200,  # updates over which each learning rate ramps up linearly (official code)
+            "dequantize_revised": True,  # images: the flow fits dequantised revised samples (official)
             "pretrain_stage": "pretrain",  # stage that fits the flow to data (CoopFlow(Pre))
             "tasks": {
                 "max_images": 1000,
@@ -174,7 +186,8 @@ class CoopFlow(GenerativeModel):
         return cls(
             flow, langevin, data.kind, data.event_shape, lcfg["noise"], lcfg["noise_scale"],
             lcfg["noise_decay_epochs"], cfg["energy_l2"], lr, betas, float(cfg["flow_weight_decay"]),
-            int(cfg["n_bits"]), str(cfg["pretrain_stage"]), dict(cfg["tasks"]),
+            int(cfg["n_bits"]), str(cfg["pretrain_stage"]), dict(cfg["tasks"]), cfg["lr_warmup"],
+            cfg["dequantize_revised"],
         )  # fmt: skip
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -186,6 +199,19 @@ class CoopFlow(GenerativeModel):
                 weight_decay=self.flow_weight_decay,
             ),
             "ebm": torch.optim.Adam(self.energy.parameters(), lr=self.lr["ebm"], betas=self.betas["ebm"]),
+        }
+
+    def configure_schedulers(
+        self, optimizers: dict[str, torch.optim.Optimizer]
+    ) -> dict[str, torch.optim.lr_scheduler.LRScheduler]:
+        """Linear learning-rate warm-up over the first ``lr_warmup`` updates of each optimizer (the official
+        code's ``LambdaLR(min(1, s / warm_up))``, ``warm_up`` = 200 batches; the paper is silent)."""
+        if self.lr_warmup == 0:
+            return {}
+        n = self.lr_warmup
+        return {
+            k: torch.optim.lr_scheduler.LambdaLR(o, lambda s: min(1.0, (s + 1) / n))
+            for k, o in optimizers.items()
         }
 
     def initialize(self, batch: Tensor) -> None:
@@ -277,7 +303,10 @@ class CoopFlow(GenerativeModel):
             return {"flow_nll_data": nll.item(), "grad_norm_flow": ctx.optimize("flow", nll)}
         _, x_hat = self.propose(x.shape[0])  # Alg. 1 lines 4-5
         x_tilde = self.langevin.run(x_hat, kernel=self.train_kernel(ctx))  # line 6, Eq. (3)
-        flow_nll = -self.flow_log_prob(x_tilde).mean()  # line 7, Eq. (6)
+        # line 7, Eq. (6); images: dequantised like the data (the official code passes the revised samples
+        # through Flow++'s dequantisation), else the flow can pile density on pixels clamped at -1 / 1
+        target = self._prepare(x_tilde) if self.dequantize_revised else x_tilde
+        flow_nll = -self.flow_log_prob(target).mean()
         logs = {"flow_nll": flow_nll.item(), "grad_norm_flow": ctx.optimize("flow", flow_nll)}
         loss, ebm_logs = self.langevin.contrastive_loss(x, x_tilde, self.energy_l2)  # line 8, Eq. (2)
         logs.update(ebm_logs)

@@ -134,7 +134,7 @@ class MCMCInference:
         gen = generator if generator is None or generator.device == x.device else None
         if z0 is None:
             z0 = randn_on((x.shape[0], model.latent_dim), generator, x.device)
-        z, _ = run_chain(self.kernel(test, gen), model.posterior_log_prob(x, mask), z0, n_steps)
+        z, _ = run_chain(self.kernel(test, gen), model.posterior_log_prob(x, mask), z0, n_steps, record=False)
         return z.detach()
 
     def optimizers(self, model: LatentModel, adam: Any) -> dict[str, torch.optim.Optimizer]:

@@ -201,7 +201,7 @@ class EBMPrior(LatentPrior):
         kernel = Langevin(
             step_size=self.step_size, noise_scale=1.0 if self.with_noise else 0.0, generator=gen
         )
-        z, _ = run_chain(kernel, self.log_prob, z0, self.steps)
+        z, _ = run_chain(kernel, self.log_prob, z0, self.steps, record=False)
         return z.detach()
 
     def loss(self, z_post: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor | None, dict]:

@@ -197,7 +197,7 @@ class LangevinFlow(nn.Module):
         n = steps if steps is not None else (self.test_steps if test else self.steps)
         if n == 0:
             return x0
-        x, _ = run_chain(k, self.density(), x0, n, differentiable=differentiable)
+        x, _ = run_chain(k, self.density(), x0, n, differentiable=differentiable, record=False)
         return x
 
     def contrastive_loss(self, x_data: Tensor, x_model: Tensor, energy_l2: float) -> tuple[Tensor, dict]:
