@@ -153,7 +153,7 @@ def train(
         changed: list[str] = []
         if resume:
             run.open_existing()
-            changed = resume_changes(_stored_config(run), cfg)
+            changed = resume_changes(stored_config(run), cfg)
         else:
             run.create()
         seed_everything(int(cfg["seed"]) + dist.rank)
