@@ -13,8 +13,15 @@
     fresh subprocess (``resource.getrusage``), minus the memory after imports (target ratio <= 1.1); the
     ``differentiable=True`` mode, which must keep the graph, is measured as a positive control.
 
+(vs BlackJAX) ESS per second of symgen HMC eager and compiled (``run_chain(compile=True)``) vs BlackJAX HMC
+    on four targets (50-d Gaussian, MLP, conv energy, 2-D flow-tilted latent density); see
+    ``_vs_blackjax.py`` (targets: compiled >= 1.0x BlackJAX on the conv energy and the MLP, >= 0.5x on the
+    Gaussian, steady state).
+
 Run: ``PYTHONPATH=src .venv/bin/python benchmarks/bench_samplers.py`` (writes
-benchmarks/results/samplers.md). pyro is a dev/bench dependency (``pip install -e .[bench]``).
+benchmarks/results/samplers.md). pyro is a dev/bench dependency (``pip install -e .[bench]``); jax and
+blackjax live in their own environment, benchmarks/.venv-jax, made by ``bash benchmarks/jax-env.sh``
+(the BlackJAX column is skipped with a message without it).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ import torch
 from torch import nn
 
 from _bench import git_head, measure  # noqa: E402  (benchmarks/ is on sys.path)
+from _vs_blackjax import markdown as vs_markdown  # noqa: E402
+from _vs_blackjax import run_vs_blackjax  # noqa: E402
 from symgen.diagnostics import effective_sample_size
 from symgen.samplers import HMC, Langevin, run_chain
 
@@ -75,11 +84,22 @@ def bench_overhead(repeats: int, n_steps: int = 50) -> list[tuple[str, float, fl
             {
                 "bare": lambda e=energy, x=x0: bare_langevin(e, x, n_steps, 0.01),
                 "symgen": lambda e=energy, x=x0, k=kernel: run_chain(k, e, x, n_steps),
+                "norecord": lambda e=energy, x=x0, k=kernel: run_chain(k, e, x, n_steps, record=False),
             },
             repeats,
         )
         per_step_us = (t["symgen"][1] - t["bare"][1]) / n_steps * 1e6
-        rows.append((name, t["symgen"][1] / t["bare"][1], t["symgen"][0] / t["bare"][0], per_step_us))
+        norecord_us = (t["norecord"][1] - t["bare"][1]) / n_steps * 1e6
+        rows.append(
+            (
+                name,
+                t["symgen"][1] / t["bare"][1],
+                t["symgen"][0] / t["bare"][0],
+                per_step_us,
+                t["norecord"][1] / t["bare"][1],
+                norecord_us,
+            )
+        )
     return rows
 
 
@@ -256,6 +276,9 @@ def main(argv: list[str] | None = None) -> None:
         "--threads", type=int, default=1, help="torch CPU threads (1: stable on a shared box)"
     )
     parser.add_argument("--ess-samples", type=int, default=1000)
+    parser.add_argument(
+        "--vs-repeats", type=int, default=3, help="steady-state repeats of the vs BlackJAX runs"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "samplers.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -269,10 +292,12 @@ def main(argv: list[str] | None = None) -> None:
     print("flops", flops)
     mem = bench_memory()
     print("memory", mem)
+    load = os.getloadavg()
+    vs = run_vs_blackjax(repeats=args.vs_repeats)
 
     command = (
         f"PYTHONPATH=src .venv/bin/python benchmarks/bench_samplers.py --repeats {args.repeats} "
-        f"--threads {args.threads} --ess-samples {args.ess_samples}"
+        f"--threads {args.threads} --ess-samples {args.ess_samples} --vs-repeats {args.vs_repeats}"
     )
     lines = [
         "# Sampler benchmarks (ratios measured in one process)",
@@ -281,16 +306,23 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"Seed 0; commit `{git_head()}`; torch {torch.__version__}; {platform.machine()} CPU, "
         f"{args.threads} torch thread(s), {os.cpu_count()} cores (shared with other jobs). Times are the "
-        f"best of {args.repeats} interleaved calls.",
+        f"best of {args.repeats} interleaved calls. Load average (1, 5, 15 min) before the vs BlackJAX "
+        f"section: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} (`uptime`; the other sections ran before it).",
         "",
         "## (a) Per-step overhead of `run_chain(Langevin)` vs a bare autograd.grad loop (target <= 1.10)",
         "",
-        "| energy | ratio (CPU time) | ratio (wall) | extra CPU per step |",
-        "|---|---|---|---|",
-        *[f"| {n} | {c:.3f} | {w:.3f} | {us:.0f} us |" for n, c, w, us in overhead],
+        "| energy | ratio (CPU time) | ratio (wall) | extra CPU per step | `record=False`: ratio (CPU) | "
+        "extra CPU per step |",
+        "|---|---|---|---|---|---|",
+        *[
+            f"| {n} | {c:.3f} | {w:.3f} | {us:.0f} us | {cn:.3f} | {usn:.0f} us |"
+            for n, c, w, us, cn, usn in overhead
+        ],
         "",
         "The 10% target applies to a real energy (first row); the second row shows the fixed Python cost",
-        "per step (state/info records, grad norm) on an energy that costs almost nothing.",
+        "per step (state/info records, grad norm) on an energy that costs almost nothing. `record=False`",
+        "(`run_chain(..., record=False)`) skips the per-step records; the gradient norm is computed only",
+        "when a record or a callback reads it.",
         "",
         "## (b) ESS per second: symgen HMC (64 batched chains) vs pyro HMC (1 chain) (target >= 10x)",
         "",
@@ -339,6 +371,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Ratio K=200 / K=10 (default): **{mem['k200'] / mem['k10']:.3f}**; differentiable K=8 / K=2: "
         f"{mem['diff_k8'] / mem['diff_k2']:.2f} (memory grows with K only when the graph is kept).",
         "",
+        *vs_markdown(vs),
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))

@@ -26,7 +26,7 @@ from symgen.samplers import (
     MultiplicativeAdaptation,
     run_chain,
 )
-from symgen.samplers.mh import metropolis_hastings
+from symgen.samplers.mh import accept_test, metropolis_hastings
 
 DT = torch.float64
 
@@ -203,14 +203,16 @@ def test_hmc_acceptance_is_the_closed_form_leapfrog_energy_error():
 
 
 def test_every_adjusted_kernel_accepts_through_the_one_mh_function(monkeypatch):
+    """MALA and HMC accept by mh.accept_test, the tensor-level core of metropolis_hastings (a pure
+    function, so that their compiled transitions use it too)."""
     calls = []
 
     def spy(*args, **kwargs):
         calls.append(1)
-        return metropolis_hastings(*args, **kwargs)
+        return accept_test(*args, **kwargs)
 
-    monkeypatch.setattr(langevin_module, "metropolis_hastings", spy)
-    monkeypatch.setattr(hmc_module, "metropolis_hastings", spy)
+    monkeypatch.setattr(langevin_module, "accept_test", spy)
+    monkeypatch.setattr(hmc_module, "accept_test", spy)
     x0 = torch.randn(4, 2, dtype=DT)
     for kernel in (MALA(step_size=0.2), HMC(step_size=0.2, n_leapfrog=2)):
         kernel.step(kernel.init(x0, _quartic), _quartic)

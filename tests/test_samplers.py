@@ -24,6 +24,7 @@ from symgen.samplers import (
     MagnetizedLangevin,
     MultiplicativeAdaptation,
     NeuralTransport,
+    StepInfo,
     get_noise_schedule,
     run_chain,
 )
@@ -274,6 +275,38 @@ def test_run_chain_records_thinned_trajectory_and_continues_persistent_chains():
     # continuing from the final state keeps the adapted step sizes
     _, trace2 = run_chain(HMC(step_size=123.0), target.log_prob, trace.state, 2)
     torch.testing.assert_close(trace2.step_size[0], trace.state.step_size)
+
+
+@pytest.mark.parametrize("kernel", [Langevin(step_size=0.3), HMC(step_size=0.2, n_leapfrog=3)], ids=str)
+def test_run_chain_without_records_moves_the_chains_identically(kernel):
+    target = Gaussian(d=3)
+    x0 = torch.randn(8, 3, dtype=DT)
+    runs = {}
+    for record in (True, False):
+        torch.manual_seed(1)
+        runs[record] = run_chain(kernel, target.log_prob, x0, 6, keep_trajectory=True, record=record)
+    (x, trace), (x_off, off) = runs[True], runs[False]
+    assert torch.equal(x, x_off) and torch.equal(trace.positions, off.positions)
+    assert torch.equal(trace.state.step_size, off.state.step_size) and off.state.iteration == 6
+    assert trace.recorded and not off.recorded and off.energy_error is None
+    for name in ("log_prob", "step_size", "acceptance_prob", "accepted", "grad_norm"):
+        assert getattr(off, name).shape == (0, 8) and getattr(trace, name).shape == (6, 8)
+    with pytest.raises(ValueError, match="record=True"):
+        off.acceptance_rate()
+    with pytest.raises(ValueError, match="record"):
+        run_chain(kernel, target.log_prob, x0, 2, record=None)
+
+
+def test_step_info_grad_norm_is_computed_from_the_gradient_on_first_access():
+    kernel = Langevin(step_size=0.1)
+    target = Gaussian(d=4)
+    state, info = kernel.step(kernel.init(torch.randn(5, 4, dtype=DT), target.log_prob), target.log_prob)
+    torch.testing.assert_close(info.grad_norm, state.grad.norm(dim=1))
+    assert info.grad_norm is info.grad_norm  # computed once
+    ones = torch.ones(3)
+    assert StepInfo(ones, ones, ones, ones.bool(), ones).grad_norm is ones  # positional, as before
+    with pytest.raises(ValueError, match="grad_norm"):
+        StepInfo(ones, ones, ones, ones.bool())
 
 
 def test_default_mode_keeps_no_graph_and_leaves_parameter_grads_alone():

@@ -90,6 +90,8 @@ def check_output(layer: nn.Module, *tensors: Tensor) -> None:
     Outside a replay this is a no-op, so normal passes pay nothing. Composite bijections call it after
     each child, so the innermost layer whose output first becomes non-finite is the one reported.
     """
+    if torch.compiler.is_compiling():  # a compiled pass (run_chain(compile=True)) is never a replay
+        return
     trace = _TRACE.get()
     if trace is None:
         return

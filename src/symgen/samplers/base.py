@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -58,7 +59,11 @@ __all__ = [
     "per_chain",
     "chain_norm",
     "as_step_size",
+    "ValueAndGrad",
 ]
+
+ValueAndGrad = Callable[[Tensor], tuple[Tensor, Tensor]]
+"""``x -> (log_prob(x), grad_x log_prob(x))`` for one density: what a kernel's ``transition`` calls."""
 
 
 @dataclass
@@ -116,7 +121,6 @@ class ChainState:
         return cls(state["position"], None, None, state["step_size"], int(state["iteration"]))
 
 
-@dataclass
 class StepInfo:
     """What one step did, one entry per chain (all tensors ``(B,)``, detached).
 
@@ -127,16 +131,55 @@ class StepInfo:
         acceptance_prob: Metropolis-Hastings acceptance probability (1 for unadjusted kernels).
         accepted: whether the proposal was accepted (always true for unadjusted kernels).
         grad_norm: L2 norm of ``grad log_prob`` at the new position (before any clipping; NaN like
-            ``log_prob``).
+            ``log_prob``). Kernels pass the gradient itself (``grad=``) and the norm is computed on first
+            access, so a step whose info nobody reads (``run_chain(record=False)``) does not pay for it.
         energy_error: HMC only: ``H(proposal) - H(current)``; ``None`` otherwise.
     """
 
-    log_prob: Tensor
-    step_size: Tensor
-    acceptance_prob: Tensor
-    accepted: Tensor
-    grad_norm: Tensor
-    energy_error: Tensor | None = None
+    __slots__ = (
+        "log_prob",
+        "step_size",
+        "acceptance_prob",
+        "accepted",
+        "energy_error",
+        "_grad_norm",
+        "_grad",
+    )
+
+    def __init__(
+        self,
+        log_prob: Tensor,
+        step_size: Tensor,
+        acceptance_prob: Tensor,
+        accepted: Tensor,
+        grad_norm: Tensor | None = None,
+        energy_error: Tensor | None = None,
+        *,
+        grad: Tensor | None = None,
+    ) -> None:
+        if (grad_norm is None) == (grad is None):
+            raise ValueError(
+                "StepInfo needs exactly one of grad_norm and grad (the gradient at the new position)"
+            )
+        self.log_prob = log_prob
+        self.step_size = step_size
+        self.acceptance_prob = acceptance_prob
+        self.accepted = accepted
+        self.energy_error = energy_error
+        self._grad_norm = grad_norm
+        self._grad = grad
+
+    @property
+    def grad_norm(self) -> Tensor:
+        """``chain_norm(grad)`` at the new position, computed once on first access."""
+        if self._grad_norm is None:
+            self._grad_norm = chain_norm(self._grad.detach())
+            self._grad = None
+        return self._grad_norm
+
+    def __repr__(self) -> str:
+        fields = ("log_prob", "step_size", "acceptance_prob", "accepted", "grad_norm", "energy_error")
+        return "StepInfo(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in fields) + ")"
 
 
 class StepSizeAdapter(Protocol):
@@ -274,6 +317,10 @@ class Kernel:
         gradient evaluation; this default is :meth:`step`.
         """
         return self.step(state, log_prob)
+
+    def gradient(self, log_prob: LogDensity) -> ValueAndGrad:
+        """``x -> value_and_grad(log_prob, x, self.differentiable)``, the eager gradient of ``transition``."""
+        return functools.partial(value_and_grad, log_prob, differentiable=self.differentiable)
 
     def _evaluated(self, state: ChainState, log_prob: LogDensity) -> ChainState:
         """``state`` with ``log_prob`` and ``grad`` at its position, evaluating them if missing."""

@@ -21,6 +21,7 @@ from torch import Tensor
 from symgen.densities import LogDensity
 from symgen.precision import full_precision
 from symgen.samplers.base import ChainState, Kernel, StepInfo, StepSizeAdapter
+from symgen.samplers.compiled import CompiledKernel
 
 __all__ = ["Trace", "run_chain"]
 
@@ -30,8 +31,9 @@ class Trace:
     """Per-step infos of a ``run_chain`` call, stacked along a leading step axis.
 
     Attributes:
-        log_prob, step_size, acceptance_prob, accepted, grad_norm: ``(n_steps, B)``.
-        energy_error: ``(n_steps, B)`` for HMC, else ``None``.
+        log_prob, step_size, acceptance_prob, accepted, grad_norm: ``(n_steps, B)``; ``(0, B)`` after
+            ``run_chain(record=False)``.
+        energy_error: ``(n_steps, B)`` for HMC, else ``None`` (also ``None`` after ``record=False``).
         positions: ``(n_kept, B, *event)`` positions after steps ``thin, 2 thin, ...`` when
             ``keep_trajectory=True``, else ``None``.
         thin: the thinning used for ``positions``.
@@ -42,6 +44,7 @@ class Trace:
         adaptation_state: the step-size adapter's state after the last adaptation step (a dict of
             tensors and ints), the ``adaptation_state`` passed in when no step adapted, else ``None``;
             pass it back to ``run_chain`` to continue adapting.
+        recorded: whether the per-step infos were recorded (``run_chain(record=...)``).
     """
 
     log_prob: Tensor
@@ -55,6 +58,7 @@ class Trace:
     n_warmup: int
     state: ChainState
     adaptation_state: dict[str, Any] | None = None
+    recorded: bool = True
 
     def samples(self, discard_warmup: bool = True) -> Tensor:
         """Recorded positions ``(n, B, *event)``, without those taken during warm-up by default."""
@@ -68,6 +72,8 @@ class Trace:
 
     def acceptance_rate(self, discard_warmup: bool = True) -> Tensor:
         """Mean acceptance probability per chain ``(B,)`` (after warm-up by default)."""
+        if not self.recorded:
+            raise ValueError("no acceptance probabilities were recorded; call run_chain(..., record=True)")
         start = self.n_warmup if discard_warmup else 0
         if start >= self.acceptance_prob.shape[0]:
             raise ValueError("no post-warm-up steps were run")
@@ -80,13 +86,15 @@ class _Recorder:
     Writing into fixed buffers (instead of keeping a list of small per-step tensors) keeps the memory
     layout identical from step to step: no per-step allocation survives the step, so the allocator can
     reuse the energy's activation buffers (with glibc malloc, surviving small tensors interleaved with
-    large freed ones made the heap grow by megabytes per step).
+    large freed ones made the heap grow by megabytes per step). With ``record=False`` only the thinned
+    positions (if any) are kept and the infos are never read (so e.g. no gradient norm is computed).
     """
 
     _FIELDS = ("log_prob", "step_size", "acceptance_prob", "accepted", "grad_norm", "energy_error")
 
-    def __init__(self, n_steps: int, thin: int, keep_trajectory: bool) -> None:
+    def __init__(self, n_steps: int, thin: int, keep_trajectory: bool, record: bool = True) -> None:
         self.n_steps = n_steps
+        self.record = record
         self.thin = thin
         self.keep_trajectory = keep_trajectory
         self.buffers: dict[str, Tensor] = {}
@@ -94,7 +102,7 @@ class _Recorder:
         self.positions: Tensor | None = None
 
     def _allocate(self, state: ChainState, info: StepInfo) -> None:
-        for name in self._FIELDS:
+        for name in self._FIELDS if self.record else ():
             value = getattr(info, name)
             if value is not None:
                 self.buffers[name] = value.new_empty((self.n_steps, *value.shape))
@@ -105,7 +113,7 @@ class _Recorder:
 
     @torch.no_grad()
     def add(self, i: int, state: ChainState, info: StepInfo) -> None:
-        if not self.buffers:
+        if i == 0:
             self._allocate(state, info)
         for name, rows in self.rows.items():
             rows[i].copy_(getattr(info, name))
@@ -133,6 +141,7 @@ class _Recorder:
             n_warmup=n_warmup,
             state=state.detach(),
             adaptation_state=adaptation_state,
+            recorded=self.record,
         )
 
 
@@ -160,6 +169,8 @@ def run_chain(
     adaptation_state: dict[str, Any] | None = None,
     evaluate_final: bool = False,
     autocast: bool = False,
+    record: bool = True,
+    compile: bool = False,
 ) -> tuple[Tensor, Trace]:
     r"""Run ``n_steps`` of ``kernel`` on ``log_prob`` from ``x0`` for all chains at once.
 
@@ -192,6 +203,16 @@ def run_chain(
             gradient evaluation for unadjusted kernels; otherwise those are NaN / ``None``).
         autocast: keep an active ``torch.autocast`` (mixed precision) inside the chain; by default the
             chain runs in full precision even inside an autocast training step (``train.precision``).
+        record: record the per-step infos in the trace (default). ``False`` skips that bookkeeping (and
+            the per-step gradient norms nobody reads): ``trace.log_prob``, ``step_size``,
+            ``acceptance_prob``, ``accepted`` and ``grad_norm`` are then empty ``(0, B)`` tensors,
+            ``energy_error`` is ``None``; ``trace.state``, ``trace.adaptation_state``, the trajectory
+            (``keep_trajectory``), adaptation and callbacks are unchanged.
+        compile: run the kernel's transition compiled by ``torch.compile`` (opt-in;
+            :class:`~symgen.samplers.compiled.CompiledKernel`): the same random numbers and the same
+            chain as the eager kernel, faster once compiled (compilation takes seconds at the first
+            step). A density or kernel that does not compile, or ``differentiable=True``, runs eagerly
+            after a one-line ``RuntimeWarning``.
 
     Returns:
         ``(x, trace)``: final positions ``(B, *event)`` (detached unless differentiable) and the
@@ -201,6 +222,10 @@ def run_chain(
         raise ValueError(f"n_steps must be a non-negative int; got {n_steps!r}")
     if not isinstance(thin, int) or thin < 1:
         raise ValueError(f"thin must be a positive int; got {thin!r}")
+    if not isinstance(compile, bool):
+        raise ValueError(f"compile must be a bool; got {compile!r}")
+    if not isinstance(record, bool):
+        raise ValueError(f"record must be a bool; got {record!r}")
     if not isinstance(adapt_steps, int) or not 0 <= adapt_steps <= n_steps:
         raise ValueError(f"adapt_steps must be an int in [0, n_steps={n_steps}]; got {adapt_steps!r}")
     if differentiable is not None and differentiable != kernel.differentiable:
@@ -228,7 +253,8 @@ def run_chain(
         adapt_state = adaptation_state
         if adapt_steps > 0 and adapt_state is None:
             adapt_state = adapter.init(state.step_size)
-        recorder = _Recorder(n_steps, thin, keep_trajectory)
+        recorder = _Recorder(n_steps, thin, keep_trajectory, record)
+        stepper: Any = CompiledKernel(kernel, log_prob) if compile else kernel
         last = n_steps - 1 if not evaluate_final else -1
         steps: Any = range(n_steps)
         if progress:
@@ -236,14 +262,15 @@ def run_chain(
 
             steps = tqdm(steps, desc=type(kernel).__name__)
         for i in steps:
-            state, info = kernel.move(state, log_prob) if i == last else kernel.step(state, log_prob)
+            state, info = stepper.move(state, log_prob) if i == last else stepper.step(state, log_prob)
             if i < adapt_steps:
                 adapt_state = adapter.update(adapt_state, info.acceptance_prob)
                 new_size = (
                     adapter.final(adapt_state) if i == adapt_steps - 1 else adapter.current(adapt_state)
                 )
                 state = dataclasses.replace(state, step_size=new_size)
-            recorder.add(i, state, info)
+            if record or keep_trajectory:
+                recorder.add(i, state, info)
             if callback is not None:
                 callback({"i": i, "x": state.position, "state": state, "info": info})
         return state.position, recorder.trace(state, adapt_steps, adapt_state)

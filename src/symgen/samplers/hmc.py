@@ -17,13 +17,16 @@ one batched tensor program.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
 from symgen.densities import LogDensity, chain_sum
 from symgen.samplers.adaptation import DualAveraging, MultiplicativeAdaptation, get_adaptation
-from symgen.samplers.base import ChainState, Kernel, StepInfo, chain_norm, per_chain, value_and_grad
-from symgen.samplers.mh import metropolis_hastings
+from symgen.samplers.base import ChainState, Kernel, StepInfo, ValueAndGrad, per_chain
+from symgen.samplers.mh import accept_test, select
 
 __all__ = ["HMC"]
 
@@ -84,40 +87,65 @@ class HMC(Kernel):
     def step(self, state: ChainState, log_prob: LogDensity) -> tuple[ChainState, StepInfo]:
         r"""One HMC transition: momentum draw, ``n_leapfrog`` leapfrog steps, per-chain MH test.
 
-        Leapfrog (Neal Sec. 5.2.3.3): :math:`p \leftarrow p + \tfrac\epsilon2 \nabla\log p(x)`,
-        :math:`x \leftarrow x + \epsilon M^{-1} p`, :math:`p \leftarrow p + \tfrac\epsilon2
-        \nabla\log p(x)` (inner half-steps merged); acceptance :math:`\min(1, e^{-\Delta H})`.
+        The random numbers are drawn first (:meth:`draw`), then :meth:`transition` runs the
+        deterministic rest with ``torch.autograd.grad`` (``run_chain(compile=True)`` compiles it).
         """
-        state = self._evaluated(state, log_prob)
-        x0 = state.position
-        mass = self._mass_for(x0)
+        return self.step_with(state, log_prob, functools.partial(self.transition, self.gradient(log_prob)))
+
+    def draw(self, state: ChainState) -> tuple[Tensor, Tensor, Tensor]:
+        """``(step, p, u)``: per-chain (jittered) step sizes, standard normal momenta ``(B, *event)``
+        and the MH uniforms ``(B,)``, in the order the eager kernel has always drawn them."""
         step = state.step_size
         if self.jitter > 0:
             step = step * (1.0 + self.jitter * (2.0 * self._rand(step.shape[0], step) - 1.0))
+        p = self._randn(state.position)
+        return step, p, self._rand(step.shape[0], step)
+
+    def step_with(
+        self, state: ChainState, log_prob: LogDensity, transition: Callable[..., tuple[Tensor, ...]]
+    ) -> tuple[ChainState, StepInfo]:
+        """:meth:`step` with a given (eager or compiled) :meth:`transition` bound to ``log_prob``."""
+        state = self._evaluated(state, log_prob)
+        step, p, u = self.draw(state)
+        x, lp, grad, acceptance_prob, accepted, energy_error = transition(
+            state.position, state.log_prob, state.grad, step, p, u
+        )
+        new_state = ChainState(x, lp, grad, state.step_size, state.iteration + 1)
+        info = StepInfo(lp.detach(), step, acceptance_prob, accepted, energy_error=energy_error, grad=grad)
+        return new_state, info
+
+    def transition(
+        self,
+        value_and_grad: ValueAndGrad,
+        x0: Tensor,
+        lp0: Tensor,
+        grad0: Tensor,
+        step: Tensor,
+        p: Tensor,
+        u: Tensor,
+    ) -> tuple[Tensor, ...]:
+        r"""The deterministic part of a step: ``(x, log_prob, grad, acceptance_prob, accepted,
+        energy_error)``.
+
+        Leapfrog (Neal Sec. 5.2.3.3): :math:`p \leftarrow p + \tfrac\epsilon2 \nabla\log p(x)`,
+        :math:`x \leftarrow x + \epsilon M^{-1} p`, :math:`p \leftarrow p + \tfrac\epsilon2
+        \nabla\log p(x)` (inner half-steps merged) from momentum :math:`M^{1/2} p`; acceptance
+        :math:`\min(1, e^{-\Delta H})` against the uniforms ``u``. A pure function of its tensors.
+        """
+        mass = self._mass_for(x0)
         eps = per_chain(step, x0)
-        p = self._randn(x0)
         if mass is not None:
             p = p * mass.sqrt()
-        h0 = -state.log_prob + self._kinetic(p, mass)
+        h0 = -lp0 + self._kinetic(p, mass)
 
-        x, lp, grad = x0, state.log_prob, state.grad
+        x, lp, grad = x0, lp0, grad0
         p = p + 0.5 * eps * grad
         for i in range(self.n_leapfrog):
             x = x + eps * (p if mass is None else p / mass)
-            lp, grad = value_and_grad(log_prob, x, self.differentiable)
+            lp, grad = value_and_grad(x)
             p = p + (eps if i < self.n_leapfrog - 1 else 0.5 * eps) * grad
 
         energy_error = torch.nan_to_num((-lp + self._kinetic(p, mass) - h0).detach(), nan=torch.inf)
-        proposal = ChainState(x, lp, grad, state.step_size, state.iteration + 1)
-        new_state, acceptance_prob, accepted = metropolis_hastings(
-            state, proposal, -energy_error, self.generator
-        )
-        info = StepInfo(
-            log_prob=new_state.log_prob.detach(),
-            step_size=step,
-            acceptance_prob=acceptance_prob,
-            accepted=accepted,
-            grad_norm=chain_norm(new_state.grad.detach()),
-            energy_error=energy_error,
-        )
-        return new_state, info
+        accepted, acceptance_prob = accept_test(-energy_error, u)
+        x, lp, grad = select(accepted, (x, lp, grad), (x0, lp0, grad0))
+        return x, lp, grad, acceptance_prob, accepted, energy_error

@@ -26,6 +26,7 @@ these clipping conventions and an autograd-graph-keeping mode.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,11 +40,10 @@ from symgen.samplers.base import (
     Kernel,
     StepInfo,
     StepSizeAdapter,
-    chain_norm,
+    ValueAndGrad,
     per_chain,
-    value_and_grad,
 )
-from symgen.samplers.mh import metropolis_hastings
+from symgen.samplers.mh import accept_test, select
 
 __all__ = [
     "NoiseSchedule",
@@ -232,37 +232,57 @@ class Langevin(_GradientDrift):
     def init(self, x0: Tensor, log_prob: LogDensity, step_size: float | Tensor | None = None) -> ChainState:
         return super().init(x0, self._target(log_prob), step_size)
 
-    def _advance(self, state: ChainState, log_prob: LogDensity) -> Tensor:
-        """The new positions :math:`x_{k+1}` (``log_prob`` is already the target)."""
-        state = self._evaluated(state, log_prob)
-        x = state.position
-        s, half_s2 = self.coefficients(state.step_size, x)
-        if self.grad_clip is None and self.drift_clip is None:
-            new = torch.addcmul(x, half_s2, state.grad)
-        else:
-            new = x + self.drift(state.grad, half_s2)
+    def noise(self, state: ChainState, s: Tensor) -> Tensor | None:
+        r"""The scaled noise :math:`s\,\nu(k)\,\epsilon_k` of this step (``None`` when :math:`\nu(k) = 0`)."""
         scale = self.noise_scale * self.noise_schedule(state.iteration)
-        if scale != 0.0:
-            noise = self._randn(x).mul_(s)
-            new = new + (noise if scale == 1.0 else noise.mul_(scale))
+        if scale == 0.0:
+            return None
+        noise = self._randn(state.position).mul_(s)
+        return noise if scale == 1.0 else noise.mul_(scale)
+
+    def update(self, x: Tensor, grad: Tensor, half_s2: Tensor, noise: Tensor | None) -> Tensor:
+        r"""The new positions :math:`\operatorname{clamp}(x + d(x) + \text{noise})` (a pure function)."""
+        if self.grad_clip is None and self.drift_clip is None:
+            new = torch.addcmul(x, half_s2, grad)
+        else:
+            new = x + self.drift(grad, half_s2)
+        if noise is not None:
+            new = new + noise
         if self.clamp is not None:
             new = new.clamp(*self.clamp)
         return new
 
+    def transition(
+        self, value_and_grad: ValueAndGrad, x: Tensor, grad: Tensor, half_s2: Tensor, noise: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(x_new, log_prob, grad)``: :meth:`update`, then the target and its gradient at ``x_new``."""
+        new = self.update(x, grad, half_s2, noise)
+        lp, grad = value_and_grad(new)
+        return new, lp, grad
+
     def step(self, state: ChainState, log_prob: LogDensity) -> tuple[ChainState, StepInfo]:
         """One Langevin step, then ``log_prob`` and its gradient at the new positions."""
         target = self._target(log_prob)
-        new = self._advance(state, target)
-        lp, grad = value_and_grad(target, new, self.differentiable)
+        return self.step_with(state, log_prob, functools.partial(self.transition, self.gradient(target)))
+
+    def step_with(
+        self, state: ChainState, log_prob: LogDensity, transition: Callable[..., tuple[Tensor, ...]]
+    ) -> tuple[ChainState, StepInfo]:
+        """:meth:`step` with a given (eager or compiled) :meth:`transition` bound to the target."""
+        state = self._evaluated(state, self._target(log_prob))
+        s, half_s2 = self.coefficients(state.step_size, state.position)
+        noise = self.noise(state, s)
+        new, lp, grad = transition(state.position, state.grad, half_s2, noise)
         ones, true, _ = self._constants(new)
         new_state = ChainState(new, lp, grad, state.step_size, state.iteration + 1)
-        info = StepInfo(lp.detach(), state.step_size, ones, true, chain_norm(grad.detach()))
-        return new_state, info
+        return new_state, StepInfo(lp.detach(), state.step_size, ones, true, grad=grad)
 
     def move(self, state: ChainState, log_prob: LogDensity) -> tuple[ChainState, StepInfo]:
         """One Langevin step without evaluating the new positions (``log_prob``/``grad`` ``None``,
         NaN ``info.log_prob``/``info.grad_norm``); the next step evaluates them if it needs them."""
-        new = self._advance(state, self._target(log_prob))
+        state = self._evaluated(state, self._target(log_prob))
+        s, half_s2 = self.coefficients(state.step_size, state.position)
+        new = self.update(state.position, state.grad, half_s2, self.noise(state, s))
         ones, true, nan = self._constants(new)
         new_state = ChainState(new, None, None, state.step_size, state.iteration + 1)
         return new_state, StepInfo(nan, state.step_size, ones, true, nan)
@@ -376,31 +396,43 @@ class MALA(_GradientDrift):
         super().__init__(step_size, grad_clip, drift_clip, differentiable, generator, adapter)
 
     def step(self, state: ChainState, log_prob: LogDensity) -> tuple[ChainState, StepInfo]:
-        r"""Propose :math:`x' = x + d(x) + s\epsilon`, accept with the MH probability (class docstring).
+        """Propose, then accept with the MH probability (class docstring); :meth:`transition` eager."""
+        return self.step_with(state, log_prob, functools.partial(self.transition, self.gradient(log_prob)))
+
+    def step_with(
+        self, state: ChainState, log_prob: LogDensity, transition: Callable[..., tuple[Tensor, ...]]
+    ) -> tuple[ChainState, StepInfo]:
+        """:meth:`step` with a given (eager or compiled) :meth:`transition` bound to ``log_prob``."""
+        state = self._evaluated(state, log_prob)
+        x, step = state.position, state.step_size
+        s, half_s2 = self.coefficients(step, x)
+        eps = self._randn(x)
+        u = self._rand(x.shape[0], x)
+        x, lp, grad, acceptance_prob, accepted = transition(x, state.log_prob, state.grad, s, half_s2, eps, u)
+        new_state = ChainState(x, lp, grad, step, state.iteration + 1)
+        return new_state, StepInfo(lp.detach(), step, acceptance_prob, accepted, grad=grad)
+
+    def transition(
+        self,
+        value_and_grad: ValueAndGrad,
+        x: Tensor,
+        lp: Tensor,
+        grad: Tensor,
+        s: Tensor,
+        half_s2: Tensor,
+        eps: Tensor,
+        u: Tensor,
+    ) -> tuple[Tensor, ...]:
+        r"""``(x, log_prob, grad, acceptance_prob, accepted)`` after proposing
+        :math:`x' = x + d(x) + s\epsilon` and testing it against the uniforms ``u`` (a pure function).
 
         With :math:`x' - x - d(x) = s\epsilon`,
         :math:`\log q(x|x') - \log q(x'|x) = -\tfrac12(\|(x - x' - d(x'))/s\|^2 - \|\epsilon\|^2)`.
         """
-        state = self._evaluated(state, log_prob)
-        x = state.position
-        step = state.step_size
-        s, half_s2 = self.coefficients(step, x)
-        eps = self._randn(x)
-        proposal = x + self.drift(state.grad, half_s2) + s * eps
-        lp_new, grad_new = value_and_grad(log_prob, proposal, self.differentiable)
+        proposal = x + self.drift(grad, half_s2) + s * eps
+        lp_new, grad_new = value_and_grad(proposal)
         back = (x - proposal - self.drift(grad_new, half_s2)) / s
         log_q_ratio = -0.5 * (chain_sum(back * back) - chain_sum(eps * eps))
-        new_state, acceptance_prob, accepted = metropolis_hastings(
-            state,
-            ChainState(proposal, lp_new, grad_new, step, state.iteration + 1),
-            lp_new - state.log_prob + log_q_ratio,
-            self.generator,
-        )
-        info = StepInfo(
-            new_state.log_prob.detach(),
-            step,
-            acceptance_prob,
-            accepted,
-            chain_norm(new_state.grad.detach()),
-        )
-        return new_state, info
+        accepted, acceptance_prob = accept_test(lp_new - lp + log_q_ratio, u)
+        x, lp, grad = select(accepted, (proposal, lp_new, grad_new), (x, lp, grad))
+        return x, lp, grad, acceptance_prob, accepted

@@ -24,7 +24,22 @@ from torch import Tensor
 
 from symgen.samplers.base import ChainState, per_chain
 
-__all__ = ["metropolis_hastings"]
+__all__ = ["metropolis_hastings", "accept_test", "select"]
+
+
+def accept_test(log_ratio: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Per-chain decisions :math:`\log u < \log r` (NaN ratios rejected) and :math:`\min(1, e^{\log r})`.
+
+    The tensor-level core of :func:`metropolis_hastings` for given uniforms ``u`` ``(B,)``; a pure
+    function, so kernels' compiled transitions (:mod:`symgen.samplers.compiled`) use it too.
+    """
+    log_alpha = torch.nan_to_num(log_ratio.detach(), nan=-torch.inf)
+    return torch.log(u) < log_alpha, torch.exp(log_alpha.clamp(max=0.0))
+
+
+def select(accepted: Tensor, proposal: tuple[Tensor, ...], current: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """Each tensor of ``proposal`` where a chain accepted, of ``current`` elsewhere (``torch.where``)."""
+    return tuple(torch.where(per_chain(accepted, a), a, b) for a, b in zip(proposal, current, strict=True))
 
 
 def metropolis_hastings(
@@ -47,15 +62,12 @@ def metropolis_hastings(
         ``(state, acceptance_prob, accepted)``: the proposal where accepted and ``current`` elsewhere;
         :math:`\min(1, e^{\log r})` and the accept decisions, both ``(B,)`` and detached.
     """
-    log_alpha = torch.nan_to_num(log_ratio.detach(), nan=-torch.inf)
-    u = torch.rand(log_alpha.shape[0], generator=generator, device=log_alpha.device, dtype=log_alpha.dtype)
-    accepted = torch.log(u) < log_alpha
-    keep = per_chain(accepted, current.position)
-    state = ChainState(
-        position=torch.where(keep, proposal.position, current.position),
-        log_prob=torch.where(accepted, proposal.log_prob, current.log_prob),
-        grad=torch.where(keep, proposal.grad, current.grad),
-        step_size=proposal.step_size,
-        iteration=proposal.iteration,
+    u = torch.rand(log_ratio.shape[0], generator=generator, device=log_ratio.device, dtype=log_ratio.dtype)
+    accepted, acceptance_prob = accept_test(log_ratio, u)
+    position, log_prob, grad = select(
+        accepted,
+        (proposal.position, proposal.log_prob, proposal.grad),
+        (current.position, current.log_prob, current.grad),
     )
-    return state, torch.exp(log_alpha.clamp(max=0.0)), accepted
+    state = ChainState(position, log_prob, grad, proposal.step_size, proposal.iteration)
+    return state, acceptance_prob, accepted
