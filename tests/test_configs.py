@@ -31,7 +31,12 @@ SHAPES = {
 }
 # one step of a paper config must stay cheap on the CPU: short Langevin flows (the chain length is not
 # what these tests check; tests/test_coopflow.py does)
-FAST = {"coopflow": ["model.langevin.steps=2"], "short_run_ebm": ["model.steps=2"]}
+FAST = {
+    "coopflow": ["model.langevin.steps=2"],
+    "short_run_ebm": ["model.steps=2"],
+    "ntebm": ["model.hmc.steps=1"],
+    "glow_ebm": ["model.langevin.steps=2"],
+}
 CONFIGS = sorted((ROOT / "configs").glob("*/*.yaml"))
 CONFIGS = [c for c in CONFIGS if c.parent.name != "experiments"]
 

@@ -73,6 +73,8 @@ def apply_init_from(model: nn.Module, spec: Mapping[str, Any] | None) -> dict[st
                     f"model.init_from.{part}: {entry['run']} is a '{source_kind}' run; "
                     f"accepted model kinds for '{part}': {', '.join(kinds)}"
                 )
+        if part in (getattr(model, "init_from_same_event_shape", None) or ()):
+            _check_event_shape(model, part, run.load_config(), entry["run"])
         if entry["step"] is None:
             state = run.load_latest()
         else:
@@ -89,6 +91,20 @@ def apply_init_from(model: nn.Module, spec: Mapping[str, Any] | None) -> dict[st
         _load_strict(target, weights, part, run.path)
         resolved[part] = {"run": str(run.path), "step": int(state["step"]), "source": entry["source"]}
     return resolved
+
+
+def _check_event_shape(model: nn.Module, part: str, source_cfg: dict[str, Any], source: str) -> None:
+    """A part that must model this model's data (``init_from_same_event_shape``) comes from a run on data
+    of the same event shape (a Glow is size-agnostic, so its weights alone would load silently)."""
+    from symgen.runs import load_data  # runs imports this module
+
+    own = tuple(getattr(model, "event_shape", ()))
+    theirs = tuple(load_data(source_cfg).info.event_shape)
+    if own and theirs != own:
+        raise ValueError(
+            f"model.init_from.{part}: {source} was trained on data of event shape {theirs} "
+            f"({source_cfg['data']['name']}); this model's data have event shape {own}"
+        )
 
 
 def _load_strict(target: nn.Module, weights: dict[str, torch.Tensor], part: str, source: Path) -> None:

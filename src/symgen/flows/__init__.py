@@ -20,6 +20,7 @@ from symgen.flows.base import (
     FlowDistribution,
     NonFiniteError,
     standard_normal_log_prob,
+    unchecked,
 )
 from symgen.flows.build import build_flow, flow_hyperparameters
 from symgen.flows.coupling import (
@@ -74,4 +75,5 @@ __all__ = [
     "standard_normal_log_prob",
     "standardized",
     "warn_outside_domain",
+    "unchecked",
 ]

@@ -44,10 +44,26 @@ __all__ = [
     "check_output",
     "ladj_dtype",
     "standard_normal_log_prob",
+    "unchecked",
     "zero_ladj",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+
+@contextlib.contextmanager
+def unchecked(flow: nn.Module) -> Iterator[None]:
+    """Turn a symgen flow's non-finite guard (``check_finite``) off inside the block: for passes at points
+    where overflow is expected and handled by the caller (tail latents, chain proposals). Modules without
+    the guard are left alone."""
+    previous = getattr(flow, "check_finite", None)
+    if previous is not None:
+        flow.check_finite = False
+    try:
+        yield
+    finally:
+        if previous is not None:
+            flow.check_finite = previous
 
 
 class NonFiniteError(FloatingPointError):

@@ -3,8 +3,12 @@
 from symgen.models.base import DataInfo, GenerativeModel, StepContext
 from symgen.models.coopflow import CoopFlow
 from symgen.models.flow import FlowModel
+from symgen.models.glow_ebm import GlowEBM
 from symgen.models.latent import LatentModel
+from symgen.models.nce_ebm import NCEEBM
+from symgen.models.ntebm import NTEBM
 from symgen.models.short_run_ebm import ShortRunEBM
+from symgen.models.tilted_ebm import TiltedEBM
 
 __all__ = [
     "DataInfo",
@@ -14,4 +18,8 @@ __all__ = [
     "LatentModel",
     "ShortRunEBM",
     "CoopFlow",
+    "TiltedEBM",
+    "NTEBM",
+    "NCEEBM",
+    "GlowEBM",
 ]

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from symgen.models.base import DataInfo, GenerativeModel, StepContext
-from symgen.models.flow import check_flow_args
+from symgen.models.flow import check_flow_args, flow_samples
 from symgen.models.short_run_ebm import (
     LangevinFlow,
     _positive,
@@ -237,22 +237,11 @@ class CoopFlow(GenerativeModel):
         r""":math:`\log q_\alpha(x)` of the normalizing flow (Eq. (6))."""
         return self.flow().log_prob(x)
 
-    def _with_finite_checks(self, on: bool) -> bool:
-        previous = getattr(self.flow, "check_finite", None)
-        if previous is not None:
-            self.flow.check_finite = on
-        return bool(previous)
-
     def flow_forward(self, z: Tensor) -> Tensor:
         r""":math:`\hat x = g_\alpha(z)`; images are clamped to ``[-1, 1]`` (the EBM's domain). The flow's
         non-finite guard is off here: a latent far in the tails may overflow (rows left non-finite; images:
         set to 0 before the clamp); :meth:`propose` redraws such rows."""
-        previous = self._with_finite_checks(False)
-        try:
-            x, _ = self.flow().forward(z)
-        finally:
-            self._with_finite_checks(previous)
-        return x.nan_to_num(0.0).clamp(-1, 1) if self.kind == "image" else x
+        return flow_samples(self.flow, z, self.kind == "image")
 
     @torch.no_grad()
     def propose(

@@ -20,7 +20,7 @@ from torch import Tensor
 from symgen.models.base import DataInfo, GenerativeModel, StepContext
 from symgen.registry import FLOWS, MODELS, closest
 
-__all__ = ["FlowModel", "check_flow_args"]
+__all__ = ["FlowModel", "check_flow_args", "flow_samples"]
 
 
 def check_flow_args(flow_name: str, args: dict[str, Any]) -> None:
@@ -160,14 +160,10 @@ class FlowModel(GenerativeModel):
         return x.clamp(-1, 1) if self.kind == "image" else x
 
     def _draw(self, dist: Any, n: int) -> Tensor:
-        previous = getattr(self.flow, "check_finite", None)
-        if previous is not None:
-            self.flow.check_finite = False
-        try:
+        from symgen.flows import unchecked
+
+        with unchecked(self.flow):
             return dist.sample((n,))
-        finally:
-            if previous is not None:
-                self.flow.check_finite = previous
 
     @torch.no_grad()
     def evaluate(self, data: Tensor, metrics: list[str]) -> dict[str, float]:
@@ -177,3 +173,14 @@ class FlowModel(GenerativeModel):
         if self.kind == "image":
             out["test_bpd"] = self._bpd(lp)
         return out
+
+
+def flow_samples(flow: torch.nn.Module, z: Tensor, image: bool) -> Tensor:
+    r""":math:`x = g_\alpha(z)` of a flow module with its non-finite guard off (a latent far in the tails may
+    overflow; callers redraw or reject such rows); images: non-finite values set to 0, then clamped to
+    ``[-1, 1]`` (the domain of the EBMs that revise or tilt flow samples: CoopFlow, NT-EBM)."""
+    from symgen.flows import unchecked
+
+    with unchecked(flow):
+        x, _ = flow().forward(z)
+    return x.nan_to_num(0.0).clamp(-1, 1) if image else x
