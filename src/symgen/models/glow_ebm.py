@@ -51,7 +51,7 @@ class GlowEBM(TiltedEBM):
         """Eq. (4.10): ``steps`` Langevin steps on Eq. (4.8) from :math:`z_0 \\sim q_0`; returns ``z``."""
         z0 = self.latent_noise(n, generator)
         gen = generator if generator is not None and generator.device == z0.device else None
-        z, _ = run_chain(self.langevin.replace(generator=gen), self.latent_log_prob, z0, steps)
+        z, _ = run_chain(self.langevin.replace(generator=gen), self.latent_log_prob, z0, steps, record=False)
         return z
 
     def ebm_step(self, x_pos: Tensor, ctx: StepContext) -> tuple[dict[str, float], Tensor | None]:
