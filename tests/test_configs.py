@@ -45,6 +45,8 @@ def _model_name(path: Path) -> str:
     name = (yaml.safe_load(path.read_text()).get("model") or {}).get("name")
     if name:
         return name
+    if path.parent.name == "glf":  # shared by the whole GLF family (symgen.models.glf)
+        return "glf"
     return "lfbm_vae" if path.stem.endswith("_vae") else "lfbm"
 
 

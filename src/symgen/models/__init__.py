@@ -3,6 +3,7 @@
 from symgen.models.base import DataInfo, GenerativeModel, StepContext
 from symgen.models.coopflow import CoopFlow
 from symgen.models.flow import FlowModel
+from symgen.models.glf import GLF, RAEGMM, VAE, AutoencoderModel, RegularizedGLF
 from symgen.models.glow_ebm import GlowEBM
 from symgen.models.latent import LatentModel
 from symgen.models.nce_ebm import NCEEBM
@@ -22,4 +23,9 @@ __all__ = [
     "NTEBM",
     "NCEEBM",
     "GlowEBM",
+    "AutoencoderModel",
+    "GLF",
+    "RegularizedGLF",
+    "RAEGMM",
+    "VAE",
 ]
