@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from symgen.models.base import DataInfo, GenerativeModel, StepContext
-from symgen.models.flow import check_flow_args, flow_samples
+from symgen.models.flow import check_flow_args, flow_data, flow_samples, initialize_flow
 from symgen.models.short_run_ebm import (
     LangevinFlow,
     _positive,
@@ -216,18 +216,11 @@ class CoopFlow(GenerativeModel):
 
     def initialize(self, batch: Tensor) -> None:
         """Data-dependent initialisation of the flow (ActNorm / standardisation; Sec. A.2)."""
-        init = getattr(self.flow, "initialize", None)
-        if init is not None:
-            with torch.no_grad():
-                init(self._prepare(split_batch(batch)))
+        initialize_flow(self.flow, self._prepare(split_batch(batch)))
 
     # ------------------------------------------------------------------ parts
     def _prepare(self, x: Tensor) -> Tensor:
-        if self.kind != "image":
-            return x
-        from symgen.flows import dequantize
-
-        return dequantize(x, self.n_bits)
+        return flow_data(x, self.kind == "image", self.n_bits)
 
     def log_prob(self, x: Tensor) -> Tensor:
         r"""The EBM's unnormalised log-density :math:`f_\theta(x)` (Eq. (1))."""

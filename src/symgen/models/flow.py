@@ -20,7 +20,7 @@ from torch import Tensor
 from symgen.models.base import DataInfo, GenerativeModel, StepContext
 from symgen.registry import FLOWS, MODELS, closest
 
-__all__ = ["FlowModel", "check_flow_args", "flow_samples"]
+__all__ = ["FlowModel", "check_flow_args", "flow_data", "flow_samples", "initialize_flow"]
 
 
 def check_flow_args(flow_name: str, args: dict[str, Any]) -> None:
@@ -107,17 +107,10 @@ class FlowModel(GenerativeModel):
         return {"flow": torch.optim.lr_scheduler.ExponentialLR(optimizers["flow"], gamma=self.lr_decay)}
 
     def _prepare(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        if self.kind != "image":
-            return x
-        from symgen.flows import dequantize
-
-        return dequantize(x, self.n_bits, generator=generator)
+        return flow_data(x, self.kind == "image", self.n_bits, generator)
 
     def initialize(self, batch: Tensor) -> None:
-        init = getattr(self.flow, "initialize", None)
-        if init is not None:
-            with torch.no_grad():
-                init(self._prepare(batch))
+        initialize_flow(self.flow, self._prepare(batch))
 
     def log_prob(self, x: Tensor) -> Tensor:
         """``log p(x)`` under the flow (per example)."""
@@ -184,3 +177,21 @@ def flow_samples(flow: torch.nn.Module, z: Tensor, image: bool) -> Tensor:
     with unchecked(flow):
         x, _ = flow().forward(z)
     return x.nan_to_num(0.0).clamp(-1, 1) if image else x
+
+
+def flow_data(x: Tensor, image: bool, n_bits: int, generator: torch.Generator | None = None) -> Tensor:
+    """Data as a flow models it: images uniformly dequantised to ``n_bits`` (:func:`symgen.flows.dequantize`),
+    other data unchanged."""
+    if not image:
+        return x
+    from symgen.flows import dequantize
+
+    return dequantize(x, n_bits, generator=generator)
+
+
+@torch.no_grad()
+def initialize_flow(flow: torch.nn.Module, x: Tensor) -> None:
+    """Data-dependent initialisation (ActNorm, standardisation) of a flow that has one, on the batch ``x``."""
+    init = getattr(flow, "initialize", None)
+    if init is not None:
+        init(x)

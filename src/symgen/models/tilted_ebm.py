@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from symgen.densities import tilted_latent_log_prob
 from symgen.flows import unchecked
 from symgen.models.base import DataInfo, GenerativeModel, StepContext
-from symgen.models.flow import check_flow_args, flow_samples
+from symgen.models.flow import check_flow_args, flow_data, flow_samples, initialize_flow
 from symgen.models.short_run_ebm import _positive, build_energy, default_energy_config, split_batch
 from symgen.samplers import HMC, DualAveraging, MultiplicativeAdaptation, run_chain
 
@@ -208,19 +208,12 @@ class TiltedEBM(GenerativeModel):
 
     def initialize(self, batch: Tensor) -> None:
         """Data-dependent initialisation of the flow (ActNorm / standardisation) on the first batch."""
-        init = getattr(self.flow, "initialize", None)
-        if init is not None:
-            with torch.no_grad():
-                init(self.prepare(split_batch(batch)))
+        initialize_flow(self.flow, self.prepare(split_batch(batch)))
 
     # ------------------------------------------------------------------ densities
     def prepare(self, x: Tensor) -> Tensor:
         """Data as the flow models them: images dequantised to ``n_bits``; 2-D points as they are."""
-        if self.kind != "image":
-            return x
-        from symgen.flows import dequantize
-
-        return dequantize(x, self.opts["n_bits"])
+        return flow_data(x, self.kind == "image", self.opts["n_bits"])
 
     def flow_forward(self, z: Tensor) -> Tensor:
         r""":math:`x = g_\alpha(z)`; images clamped to ``[-1, 1]`` (non-finite values set to 0 first)."""
