@@ -28,6 +28,7 @@ SHAPES = {
     "8gaussians": (2,),
     "swissroll": (2,),
     "9gaussians": (2,),
+    "25gaussians_vaebm": (2,),
 }
 # one step of a paper config must stay cheap on the CPU: short Langevin flows (the chain length is not
 # what these tests check; tests/test_coopflow.py does)
@@ -36,6 +37,7 @@ FAST = {
     "short_run_ebm": ["model.steps=2"],
     "ntebm": ["model.hmc.steps=1"],
     "glow_ebm": ["model.langevin.steps=2"],
+    "vaebm": ["model.langevin.steps=2"],
 }
 CONFIGS = sorted((ROOT / "configs").glob("*/*.yaml"))
 CONFIGS = [c for c in CONFIGS if c.parent.name != "experiments"]

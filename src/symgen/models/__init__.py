@@ -10,6 +10,7 @@ from symgen.models.nce_ebm import NCEEBM
 from symgen.models.ntebm import NTEBM
 from symgen.models.short_run_ebm import ShortRunEBM
 from symgen.models.tilted_ebm import TiltedEBM
+from symgen.models.vaebm import VAEBM
 
 __all__ = [
     "DataInfo",
@@ -28,4 +29,5 @@ __all__ = [
     "RegularizedGLF",
     "RAEGMM",
     "VAE",
+    "VAEBM",
 ]

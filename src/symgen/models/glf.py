@@ -30,6 +30,7 @@ codes), ``z_rms`` (root mean square of the codes: latent collapse), ``entropy`` 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -386,6 +387,32 @@ class VAE(AutoencoderModel):
     def encode(self, x: Tensor) -> Tensor:
         """The posterior's mode :math:`f_{\\phi_1}(\\mu_{\\phi_0}(x))`."""
         return self.encoder.mode(x)
+
+    @property
+    def decoder_sigma(self) -> float:
+        """Standard deviation :math:`1/\\sqrt\\beta` of the Gaussian decoder :math:`p_\\theta(x|z)`."""
+        return self.beta**-0.5
+
+    @torch.no_grad()
+    def iwae_log_likelihood(
+        self, x: Tensor, samples: int, generator: torch.Generator | None = None, chunk: int = 65536
+    ) -> Tensor:
+        r"""The importance-weighted bound (Burda et al. 2015) on :math:`\log p(x)`, per row ``(B,)``:
+        :math:`\log\frac1K\sum_k p_\theta(x|z_k)\,p_\eta(z_k)/q_\phi(z_k|x)`, :math:`z_k \sim q_\phi(z|x)`,
+        with the full Gaussian decoder :math:`\mathcal N(G_\theta(z), \beta^{-1} I)` (its constant included).
+        ``K = samples``; it increases with ``K`` toward :math:`\log p(x)` (VAEBM Sec. 4.4.1: K = 10,000)."""
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be a positive integer, got {samples!r}")
+        d = x[0].numel()
+        const = 0.5 * d * math.log(self.beta / (2 * math.pi))
+        rows = max(1, chunk // samples)
+        out = []
+        for xb in x.split(rows):
+            xr = xb.repeat_interleave(samples, 0)
+            z, log_q = self.encoder.rsample_and_log_prob(xr, generator)
+            log_w = const - self.beta * recon_loss(xr, self.decoder(z)) + self.prior.log_prob(z) - log_q
+            out.append(torch.logsumexp(log_w.reshape(len(xb), samples), 1) - math.log(samples))
+        return torch.cat(out)
 
     def losses(self, x: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         r"""Negative Eq. (3.2)/(3.4): :math:`-\beta\log p_\theta(x|z) - \log p_\eta(z) + \log q_\phi(z|x)`,

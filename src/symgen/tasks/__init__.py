@@ -11,6 +11,7 @@ mixing study ``mixing`` (:mod:`symgen.tasks.mixing`); sample metrics of each par
 
 from symgen.tasks import (
     anomaly,
+    heldout_ll,
     inpaint,
     interpolate,
     langevin_flow,
@@ -32,5 +33,6 @@ __all__ = [
     "reconstruct",
     "recovery",
     "sample_parts",
+    "heldout_ll",
     "anomaly_scores",
 ]
