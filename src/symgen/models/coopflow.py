@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from symgen.models.base import DataInfo, GenerativeModel, StepContext
-from symgen.models.flow import check_flow_args, flow_data, flow_samples, initialize_flow
+from symgen.models.flow import flow_data, flow_from_config, flow_samples, initialize_flow
 from symgen.models.short_run_ebm import (
     LangevinFlow,
     _positive,
@@ -149,7 +149,6 @@ class CoopFlow(GenerativeModel):
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], data: DataInfo) -> CoopFlow:
-        from symgen.flows import build_flow, standardized
 
         lcfg = cfg["langevin"]
         steps = _steps("model.langevin.steps", lcfg["steps"])
@@ -170,14 +169,7 @@ class CoopFlow(GenerativeModel):
         energy = build_energy(cfg["energy"], data, auto_presets=_COOPFLOW_PRESETS)
         langevin = LangevinFlow(energy, train_k, steps, test_k, steps, test_k)
 
-        name = cfg["flow"] if cfg["flow"] != "auto" else ("glow" if image else "realnvp")
-        args = dict(cfg["flow_args"])
-        check_flow_args(name, args)
-        flow = build_flow(name, event_shape=data.event_shape, **args)
-        if not isinstance(cfg["standardize"], bool):
-            raise ValueError(f"model.standardize must be true or false, got {cfg['standardize']!r}")
-        if cfg["standardize"] and not image:
-            flow = standardized(flow)
+        flow = flow_from_config(cfg, data)
         lr = {k: _positive(f"model.lr.{k}", v) for k, v in dict(cfg["lr"]).items()}
         betas = {k: tuple(float(b) for b in v) for k, v in dict(cfg["betas"]).items()}
         for k in set(lr) | set(betas):

@@ -20,7 +20,7 @@ from torch import Tensor
 from symgen.models.base import DataInfo, GenerativeModel, StepContext
 from symgen.registry import FLOWS, MODELS, closest
 
-__all__ = ["FlowModel", "check_flow_args", "flow_data", "flow_samples", "initialize_flow"]
+__all__ = ["FlowModel", "check_flow_args", "flow_data", "flow_from_config", "flow_samples", "initialize_flow"]
 
 
 def check_flow_args(flow_name: str, args: dict[str, Any]) -> None:
@@ -76,16 +76,8 @@ class FlowModel(GenerativeModel):
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], data: DataInfo) -> FlowModel:
-        from symgen.flows import build_flow, standardized
 
-        name = cfg["flow"] if cfg["flow"] != "auto" else ("glow" if data.kind == "image" else "realnvp")
-        args = dict(cfg["flow_args"])
-        check_flow_args(name, args)
-        flow = build_flow(name, event_shape=data.event_shape, **args)
-        if not isinstance(cfg["standardize"], bool):
-            raise ValueError(f"model.standardize must be true or false, got {cfg['standardize']!r}")
-        if cfg["standardize"] and data.kind != "image":
-            flow = standardized(flow)
+        flow = flow_from_config(cfg, data)
         return cls(
             flow,
             data.kind,
@@ -195,3 +187,19 @@ def initialize_flow(flow: torch.nn.Module, x: Tensor) -> None:
     init = getattr(flow, "initialize", None)
     if init is not None:
         init(x)
+
+
+def flow_from_config(cfg: dict[str, Any], data: DataInfo) -> torch.nn.Module:
+    """The flow of a ``model:`` section with keys ``flow`` (a registered name; ``auto``: glow for images,
+    realnvp otherwise), ``flow_args`` (checked against the flow's signature) and ``standardize`` (vector data:
+    an affine normalisation fitted to the first batch)."""
+    from symgen.flows import build_flow, standardized
+
+    image = data.kind == "image"
+    name = cfg["flow"] if cfg["flow"] != "auto" else ("glow" if image else "realnvp")
+    args = dict(cfg["flow_args"])
+    check_flow_args(name, args)
+    flow = build_flow(name, event_shape=data.event_shape, **args)
+    if not isinstance(cfg["standardize"], bool):
+        raise ValueError(f"model.standardize must be true or false, got {cfg['standardize']!r}")
+    return standardized(flow) if cfg["standardize"] and not image else flow

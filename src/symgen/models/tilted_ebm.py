@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from symgen.densities import tilted_latent_log_prob
 from symgen.flows import unchecked
 from symgen.models.base import DataInfo, GenerativeModel, StepContext
-from symgen.models.flow import check_flow_args, flow_data, flow_samples, initialize_flow
+from symgen.models.flow import flow_data, flow_from_config, flow_samples, initialize_flow
 from symgen.models.short_run_ebm import _positive, build_energy, default_energy_config, split_batch
 from symgen.samplers import HMC, DualAveraging, MultiplicativeAdaptation, run_chain
 
@@ -157,17 +157,7 @@ class TiltedEBM(GenerativeModel):
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], data: DataInfo) -> TiltedEBM:
-        from symgen.flows import build_flow, standardized
-
-        image = data.kind == "image"
-        name = cfg["flow"] if cfg["flow"] != "auto" else ("glow" if image else "realnvp")
-        args = dict(cfg["flow_args"])
-        check_flow_args(name, args)
-        flow = build_flow(name, event_shape=data.event_shape, **args)
-        if not isinstance(cfg["standardize"], bool):
-            raise ValueError(f"model.standardize must be true or false, got {cfg['standardize']!r}")
-        if cfg["standardize"] and not image:
-            flow = standardized(flow)
+        flow = flow_from_config(cfg, data)
         energy = build_energy(cfg["energy"], data, auto_presets=_PRESETS)
         hcfg = dict(cfg["hmc"])
         unknown = set(hcfg) - set(cls.default_config()["hmc"])
