@@ -191,6 +191,14 @@ def _symgen(t: Target, repeats: int, n_leapfrog: int) -> dict[str, Any]:
     return res
 
 
+def _one_core() -> None:
+    """Pin the BlackJAX process to one core: XLA's CPU runtime keeps a second worker thread busy despite
+    ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` (measured: CPU seconds 1.7x wall
+    on the MLP), so only the affinity mask makes the comparison one thread against one thread."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
 def _blackjax(t: Target, repeats: int, n_leapfrog: int, seed: int) -> dict[str, Any] | None:
     if not JAX_PYTHON.exists():
         return None
@@ -212,7 +220,9 @@ def _blackjax(t: Target, repeats: int, n_leapfrog: int, seed: int) -> dict[str, 
         )
         env = dict(os.environ, OMP_NUM_THREADS="1")
         script = str(ROOT / "benchmarks" / "_blackjax_side.py")
-        subprocess.run([str(JAX_PYTHON), script, str(spec), str(out)], check=True, env=env)
+        subprocess.run(
+            [str(JAX_PYTHON), script, str(spec), str(out)], check=True, env=env, preexec_fn=_one_core
+        )
         r = dict(np.load(out))
     ess = _ess(torch.from_numpy(r["positions"]), t.min_ess)
     keys = ("first_wall", "first_cpu", "steady_wall", "steady_cpu", "check_error")
@@ -252,7 +262,8 @@ def markdown(rows: list[dict[str, Any]]) -> list[str]:
         "",
         "HMC: 10 leapfrog steps, fixed step size, no adaptation, identity mass; one thread each",
         "(`torch.set_num_threads(1)`; XLA `--xla_cpu_multi_thread_eigen=false "
-        "intra_op_parallelism_threads=1`).",
+        "intra_op_parallelism_threads=1`, and the BlackJAX process pinned to one core by its affinity mask,",
+        "without which XLA keeps a second core busy).",
         "Steady state: best of the repeats (symgen eager and compiled interleaved in one process; BlackJAX",
         "repeats its jitted call in its own process right after); *incl. compilation*: the first call of a",
         "fresh compile cache (symgen: `TORCHINDUCTOR_CACHE_DIR` set to an empty folder; jax: no persistent",
