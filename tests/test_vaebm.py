@@ -65,12 +65,11 @@ class Quadratic(nn.Module):
         return -0.5 * (d @ self.P * d).sum(-1)
 
 
-def test_eps_space_langevin_matches_data_space_sampling_linear_gaussian():
+def linear_gaussian_vaebm(**changes) -> tuple[VAEBM, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Linear decoder G(z) = A z + b, Gaussian prior, quadratic tilt: the tilted x-density is Gaussian with
-    precision C^-1 + P, C = A A^T + sigma^2 I. Langevin in (eps_z, eps_x) pushed forward (Eq. 4.19) and
-    Langevin in x on log N(x; b, C) + f(x) both match its moments."""
+    precision C^-1 + P, C = A A^T + sigma^2 I. Returns the model, C, b, and the tilted mean and covariance."""
     torch.manual_seed(0)
-    model = build()
+    model = build(**changes)
     lin = nn.Linear(2, 2)
     A, b = torch.tensor([[1.0, 0.3], [-0.2, 0.7]]), torch.tensor([0.5, -1.0])
     with torch.no_grad():
@@ -80,11 +79,16 @@ def test_eps_space_langevin_matches_data_space_sampling_linear_gaussian():
     m, P = torch.tensor([1.0, 0.0]), torch.tensor([[2.0, 0.5], [0.5, 1.0]])
     model.energy = Quadratic(m, P)
     C = A @ A.T + model.vae.decoder_sigma**2 * torch.eye(2)
-    prec = torch.linalg.inv(C) + P
-    cov = torch.linalg.inv(prec)
+    cov = torch.linalg.inv(torch.linalg.inv(C) + P)
     mean = cov @ (torch.linalg.solve(C, b) + P @ m)
-
     model.opts["step_size"] = 0.1
+    return model, C, b, mean, cov
+
+
+def test_eps_space_langevin_matches_data_space_sampling_linear_gaussian():
+    """Langevin in (eps_z, eps_x) pushed forward (Eq. 4.19) and Langevin in x on log N(x; b, C) + f(x) both
+    match the tilted Gaussian's moments."""
+    model, C, b, mean, cov = linear_gaussian_vaebm()
     x_eps = model.push_forward(model.langevin(model.noise(4000), 600))
 
     from symgen.samplers import Langevin, run_chain
@@ -97,6 +101,27 @@ def test_eps_space_langevin_matches_data_space_sampling_linear_gaussian():
     for x in (x_eps, x_data.detach()):
         torch.testing.assert_close(x.mean(0), mean, atol=0.05, rtol=0)
         torch.testing.assert_close(torch.cov(x.T), cov, atol=0.05, rtol=0.1)
+
+
+def test_mala_kernel_samples_the_tilted_density_where_unadjusted_langevin_is_biased():
+    """kernel: mala (the Langevin proposal plus an MH test) pushed forward matches the tilted Gaussian at a
+    step size (s = 0.8) at which the unadjusted kernel's covariance is far off (the bias of
+    docs/models/vaebm.md, "Diagnosis")."""
+    covs = {}
+    for kernel in ("mala", "langevin"):
+        lang = {"steps": 20, "step_size": 0.1, "noise_scale": 1.0, "kernel": kernel}
+        model, _, _, mean, cov = linear_gaussian_vaebm(langevin=lang)
+        model.opts["step_size"] = 0.8
+        x = model.push_forward(model.langevin(model.noise(4000), 300))
+        covs[kernel] = torch.cov(x.T)
+        if kernel == "mala":
+            torch.testing.assert_close(x.mean(0), mean, atol=0.03, rtol=0)
+    torch.testing.assert_close(covs["mala"], cov, atol=0.03, rtol=0.1)
+    assert ((covs["langevin"] - cov).abs() / cov.abs()).max() > 0.3
+    with pytest.raises(ValueError, match="model.langevin.kernel"):
+        build(langevin={"steps": 2, "step_size": 0.1, "noise_scale": 1.0, "kernel": "hmc"})
+    with pytest.raises(ValueError, match="model.langevin.noise_scale"):
+        build(langevin={"steps": 2, "step_size": 0.1, "noise_scale": 0.5, "kernel": "mala"})
 
 
 def test_training_steps_and_persistent_chains(tmp_path):
@@ -134,3 +159,34 @@ def test_images_build_the_registered_vae_and_sample():
     model.opts["sample_steps"] = 2
     assert model.sample(3).shape == (3, 1, 8, 8)
     assert model.latent_log_prob(model.noise(5)).shape == (5,)
+
+
+def _resume_cfg(steps: int) -> dict:
+    from symgen.config import resolve_config
+
+    return resolve_config("vaebm", overrides=[
+        "data.name=25gaussians_vaebm", "data.batch_size=16", "model.vae_mlp.hidden=8",
+        "model.energy.hidden=8", "model.energy.layers=1", "model.langevin.steps=2",
+        "model.persistent.enabled=true", "model.langevin.kernel=mala",
+        "model.persistent.reinit_prob=0.3", "model.sample.steps=2", "train.log_every=1", "train.ckpt_every=3",
+        "train.n_samples=8", "model.tasks.iwae_samples=2",
+        f"train.stages=[{{name: vae, steps: 2, optimizers: [vae]}}, {{name: ebm, steps: {steps - 2}, "
+        "optimizers: [ebm]}]",
+    ])  # fmt: skip
+
+
+def test_persistent_chains_survive_resume_exactly(tmp_path):
+    from symgen.runs import train
+
+    straight = train(_resume_cfg(9), tmp_path / "s", progress=False).model
+    first = train(_resume_cfg(6), tmp_path / "r", progress=False).model
+    assert first.chains is not None and not torch.equal(first.chains, straight.chains)
+    resumed = train(_resume_cfg(9), tmp_path / "r", resume=True, progress=False).model
+    assert torch.equal(resumed.chains, straight.chains)
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    fresh = build(persistent={"enabled": True, "reinit_prob": 0.0})
+    fresh.load_chain_state(straight.chain_state())
+    assert torch.equal(fresh.start(16), straight.chains)  # reinit_prob 0: the chains continue as they are
+    with pytest.raises(ValueError, match="chains must have shape"):
+        fresh.load_chain_state({"chains": torch.zeros(4, 3)})

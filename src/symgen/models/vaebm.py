@@ -13,7 +13,9 @@ negative energy, the dissertation's :math:`-f`). Training plan (``train.stages``
    :math:`h(u) \propto e^{f_\theta(T_\phi(u))} \mathcal N(u; 0, I)` (Eq. 4.19,
    :func:`~symgen.densities.tilted_latent_log_prob` over :class:`~symgen.samplers.GeneratorTransport`),
    pushed forward by :math:`T_\phi`; chains start from :math:`\mathcal N(0, I)` (short-run, as the official
-   code) or persist (``model.persistent``); ``energy_l2`` adds
+   code) or persist (``model.persistent``, the official code's replay buffer; checkpointed by
+   :meth:`VAEBM.chain_state`); the kernel is unadjusted Langevin (``model.langevin.kernel: langevin``, the
+   paper's) or the same proposal with a Metropolis test (``mala``); ``energy_l2`` adds
    :math:`\lambda(\overline{f^2}(x^+) + \overline{f^2}(x^-))`;
    optionally (``model.decoder_update > 0``, optimizer ``decoder``) the decoder moves toward the tilted model
    by Eq. (4.30): minimise :math:`-\mathbb E_{x \sim p_\phi}[f_\theta(x)]` on fresh reparameterised VAE
@@ -38,7 +40,7 @@ from symgen.models.glf import VAE, build_ae_prior
 from symgen.models.short_run_ebm import _positive, build_energy, default_energy_config, split_batch
 from symgen.nets.encoders import GaussianEncoder
 from symgen.registry import MODELS
-from symgen.samplers import Langevin, run_chain
+from symgen.samplers import MALA, Langevin, run_chain
 from symgen.samplers.transport import GeneratorTransport
 
 __all__ = ["VAEBM", "build_vae_part"]
@@ -99,7 +101,7 @@ class VAEBM(GenerativeModel):
         self.transport = GeneratorTransport(
             self.decode_base, (vae.latent_dim,), self.event_shape, vae.decoder_sigma
         )
-        self.chains: Tensor | None = None  # persistent (eps_z, eps_x) chains (not checkpointed)
+        self.chains: Tensor | None = None  # persistent (eps_z, eps_x) chains (checkpointed: chain_state)
 
     # ------------------------------------------------------------------ config
     @classmethod
@@ -110,14 +112,15 @@ class VAEBM(GenerativeModel):
             "vae_mlp": {"hidden": 128, "layers": 3},  # 2-D data: MLP encoder / decoder
             "energy": default_energy_config(),  # 2-D: MLP; images: preset (digits8, ...)
             # negative phase (official code: short-run chains from N(0, I) every update)
-            "langevin": {"steps": 20, "step_size": 0.05, "noise_scale": 1.0},
+            # kernel langevin: the paper's unadjusted Langevin; mala: the same proposal with an MH correction
+            "langevin": {"steps": 20, "step_size": 0.05, "noise_scale": 1.0, "kernel": "langevin"},
             "persistent": {"enabled": False, "reinit_prob": 0.05},
             # steps 0: the VAE's own ancestral samples; decoder_mean auto: the decoder mean for images
             "sample": {"steps": 100, "decoder_mean": "auto"},
             "energy_l2": 1.0,  # official code: regularisation of the energies' squares (Sec. 4.4.1)
             "decoder_update": 0.0,  # weight of Eq. (4.30) (0: off; needs optimizer `decoder` in a stage)
             "lr": {"ebm": 1.0e-4, "decoder": 1.0e-5},  # the VAE part: model.vae.lr
-            "ebm_betas": [0.0, 0.999],  # official code: Adam betas (0, 0.999) for the energy
+            "ebm_betas": [0.0, 0.999],  # Du & Mordatch (2019); NVlabs/VAEBM train_VAEBM.py: (0.99, 0.999)
             "vae_stage": "vae",  # the stage that trains the VAE part by its ELBO
             "tasks": {"iwae_samples": 1000, "grid_resolution": 128, "grid_iwae_samples": 200},
         }
@@ -129,6 +132,7 @@ class VAEBM(GenerativeModel):
             "steps": int(_positive("model.langevin.steps", lang["steps"])),
             "step_size": _positive("model.langevin.step_size", lang["step_size"]),
             "noise_scale": _positive("model.langevin.noise_scale", lang["noise_scale"], allow_zero=True),
+            "kernel": str(lang["kernel"]),
             "persistent": bool(cfg["persistent"]["enabled"]),
             "reinit_prob": float(cfg["persistent"]["reinit_prob"]),
             "sample_steps": int(_positive("model.sample.steps", cfg["sample"]["steps"], allow_zero=True)),
@@ -142,6 +146,10 @@ class VAEBM(GenerativeModel):
             "vae_stage": str(cfg["vae_stage"]),
             "tasks": dict(cfg["tasks"]),
         }
+        if opts["kernel"] not in ("langevin", "mala"):
+            raise ValueError(f"model.langevin.kernel must be 'langevin' or 'mala', got {opts['kernel']!r}")
+        if opts["kernel"] == "mala" and opts["noise_scale"] != 1.0:
+            raise ValueError("model.langevin.noise_scale must be 1 with kernel 'mala' (the MH test needs it)")
         if not 0.0 <= opts["reinit_prob"] <= 1.0:
             raise ValueError(f"model.persistent.reinit_prob must be in [0, 1], got {opts['reinit_prob']!r}")
         return cls(build_vae_part(cfg, data), build_energy(cfg["energy"], data), data.kind, opts)
@@ -193,11 +201,17 @@ class VAEBM(GenerativeModel):
         return torch.randn((n, self.transport.dim), generator=generator).to(self.device)
 
     def langevin(self, u0: Tensor, steps: int, generator: torch.Generator | None = None) -> Tensor:
-        """``steps`` Langevin steps on :meth:`latent_log_prob` from ``u0`` (VAE parameters untouched)."""
+        """``steps`` Langevin steps on :meth:`latent_log_prob` from ``u0`` (VAE parameters untouched):
+        unadjusted (``model.langevin.kernel: langevin``, Sec. 4.3.3) or Metropolis-adjusted (``mala``, same
+        proposal and fixed step size, exact for the current energy)."""
         if steps == 0:
             return u0
         gen = generator if generator is not None and generator.device == u0.device else None
-        kernel = Langevin(self.opts["step_size"], noise_scale=self.opts["noise_scale"], generator=gen)
+        s = self.opts["step_size"]
+        if self.opts["kernel"] == "mala":
+            kernel: Langevin | MALA = MALA(s, adaptation=None, generator=gen)
+        else:
+            kernel = Langevin(s, noise_scale=self.opts["noise_scale"], generator=gen)
         u, _ = run_chain(kernel, self.latent_log_prob, u0, steps, record=False)
         return u.detach()
 
@@ -230,6 +244,20 @@ class VAEBM(GenerativeModel):
             return fresh
         keep = torch.rand(n, 1, device=fresh.device) >= self.opts["reinit_prob"]
         return torch.where(keep, self.chains, fresh)
+
+    def chain_state(self) -> dict[str, Any]:
+        """The persistent chains' last ``u = (eps_z, eps_x)``, ``(B, d_z + d_x)`` (the trainer checkpoints it
+        per rank, so a resumed run continues the same chains); empty without persistent chains."""
+        return {} if self.chains is None else {"chains": self.chains.detach().clone()}
+
+    def load_chain_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`chain_state` (an empty state: fresh chains at the next update)."""
+        chains = state.get("chains")
+        if chains is not None and (chains.dim() != 2 or chains.shape[1] != self.transport.dim):
+            raise ValueError(
+                f"checkpoint chains must have shape (B, {self.transport.dim}), got {tuple(chains.shape)}"
+            )
+        self.chains = None if chains is None else chains.to(self.device)
 
     def training_step(self, batch: Any, ctx: StepContext) -> dict[str, float]:
         x = split_batch(batch).to(self.device)
