@@ -2,6 +2,8 @@
 
 from symgen.models.base import DataInfo, GenerativeModel, StepContext
 from symgen.models.coopflow import CoopFlow
+from symgen.models.ddgan import DDGAN
+from symgen.models.ddpm import DDPM
 from symgen.models.flow import FlowModel
 from symgen.models.glf import GLF, RAEGMM, VAE, AutoencoderModel, RegularizedGLF
 from symgen.models.glow_ebm import GlowEBM
@@ -30,4 +32,6 @@ __all__ = [
     "RAEGMM",
     "VAE",
     "VAEBM",
+    "DDGAN",
+    "DDPM",
 ]

@@ -5,7 +5,9 @@
 CoopFlow) ``density_panels``, ``kl_grid_parts`` and ``interpolation_latent``
 (:mod:`symgen.tasks.langevin_flow`); for the flow-tilted EBMs (NT-EBM, NCE-EBM, Glow + EBM) the
 mixing study ``mixing`` (:mod:`symgen.tasks.mixing`); sample metrics of each part a model names
-(``fd_clf_parts``, ``mmd2_parts``: :mod:`symgen.tasks.sample_parts`). Importing this package registers them.
+(``fd_clf_parts``, ``mmd2_parts``: :mod:`symgen.tasks.sample_parts`); for DDGAN / DDPM ``mode_coverage``
+(:mod:`symgen.tasks.mode_coverage`) and ``sampling_tradeoff`` (:mod:`symgen.tasks.sampling_tradeoff`).
+Importing this package registers them.
 ``tasks/`` holds evaluations only: the masks, occlusions and splits they use live in :mod:`symgen.data`.
 """
 
@@ -17,9 +19,11 @@ from symgen.tasks import (
     langevin_flow,
     latent_density,
     mixing,
+    mode_coverage,
     reconstruct,
     recovery,
     sample_parts,
+    sampling_tradeoff,
 )
 from symgen.tasks.anomaly import anomaly_scores
 
@@ -30,9 +34,11 @@ __all__ = [
     "langevin_flow",
     "latent_density",
     "mixing",
+    "mode_coverage",
     "reconstruct",
     "recovery",
     "sample_parts",
+    "sampling_tradeoff",
     "heldout_ll",
     "anomaly_scores",
 ]
