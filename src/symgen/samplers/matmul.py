@@ -73,12 +73,10 @@ def _small(a: Any, b: Any) -> bool:
     return isinstance(k, int) and isinstance(n, int) and k * n <= LOOP_MAX_KN
 
 
-def small_matmul_pass(graph: fx.Graph) -> None:
-    """Rewrite ``mm(a, b)`` / ``addmm(c, a, b)`` with a small ``b`` (``K N <= LOOP_MAX_KN``) as
-    ``(a[:, :, None] * b).sum(1) (+ c)``:
-    inductor then fuses the product into its loops instead of calling a GEMM for a few hundred
-    multiply-adds (XLA does the same with small dots)."""
+def _products(graph: fx.Graph) -> list[tuple[fx.Node, Any, Any, Any]]:
+    """``(node, a, b, c)`` of every ``mm(a, b)`` (``c = None``) and ``addmm(c, a, b)`` (beta = alpha = 1)."""
     aten = torch.ops.aten
+    out = []
     for node in list(graph.nodes):
         if node.op != "call_function" or node.target not in (aten.mm.default, aten.addmm.default):
             continue
@@ -88,6 +86,17 @@ def small_matmul_pass(graph: fx.Graph) -> None:
             continue
         else:
             c, a, b = node.args
+        out.append((node, a, b, c))
+    return out
+
+
+def small_matmul_pass(graph: fx.Graph) -> None:
+    """Rewrite ``mm(a, b)`` / ``addmm(c, a, b)`` with a small ``b`` (``K N <= LOOP_MAX_KN``) as
+    ``(a[:, :, None] * b).sum(1) (+ c)``:
+    inductor then fuses the product into its loops instead of calling a GEMM for a few hundred
+    multiply-adds (XLA does the same with small dots)."""
+    aten = torch.ops.aten
+    for node, a, b, c in _products(graph):
         if not _small(a, b):
             continue
         with graph.inserting_before(node):
@@ -108,15 +117,7 @@ def onednn_matmul_pass(graph: fx.Graph) -> None:
     """Rewrite large fp32 CPU ``mm(a, b)`` and ``addmm(c, a, b)`` (beta = alpha = 1) to oneDNN's linear: a
     bias ``c`` of shape ``(N,)`` goes into oneDNN, any other ``c`` is added after it."""
     aten = torch.ops.aten
-    for node in list(graph.nodes):
-        if node.op != "call_function" or node.target not in (aten.mm.default, aten.addmm.default):
-            continue
-        if node.target is aten.mm.default:
-            (a, b), c = node.args, None
-        else:
-            if node.kwargs.get("beta", 1) != 1 or node.kwargs.get("alpha", 1) != 1 or len(node.args) != 3:
-                continue
-            c, a, b = node.args
+    for node, a, b, c in _products(graph):
         if not _large_fp32_cpu(a, b) or (c is not None and _val(c) is None):
             continue
         bias = c if c is not None and _val(c).dim() == 1 else None
