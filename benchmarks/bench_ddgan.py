@@ -2,11 +2,12 @@
 scatter panels of Fig. 6.9 / Table 6.2's T ablation.
 
 **Speed.** Loads the runs that ``symgen reproduce ddgan-digits`` trained (DDGAN T = 4, the T = 1 GAN and
-DDPM, per seed), and in this one process times ``sample(1000)`` of DDGAN and of DDPM at each step count of
-its sweep, calls interleaved (``_bench.measure``, best of ``--repeats``), one thread. Quality is each run's
-``sampling_tradeoff`` evaluation (fd_clf, recall_clf on the 360 test digits), averaged over seeds. DDPM's
-best-quality step count is the one with the lowest mean fd_clf. Target: DDGAN T = 4 samples at least 100x
-faster than DDPM at that step count, with a fd_clf no worse than 1.5x DDPM's there.
+DDPM, per seed), and in this one process times ``sample(n)`` (default 100, the paper's batch; seconds scaled
+to 1000 samples) of DDGAN and of DDPM at each step count of its sweep, calls interleaved (``_bench.measure``,
+best of ``--repeats``), one thread. Quality is each run's ``sampling_tradeoff`` evaluation (fd_clf,
+recall_clf on the 360 test digits), averaged over seeds. DDPM's best-quality step count is the one with the
+lowest mean fd_clf. Target: DDGAN T = 4 samples at least 100x faster than DDPM at that step count, with a
+fd_clf no worse than 1.5x DDPM's there.
 
 **Toy panels.** With ``--toy``, 2500 samples of each ``ddgan-toy`` run of seed 0 (T = 1, 2, 4, 8) over the
 data, in one figure.
@@ -72,7 +73,7 @@ def speed(root: Path, seeds: list[int], repeats: int, n: int) -> None:
                 "recall_clf": ev[f"recall_clf_s{steps}"],
             }
         for label, (wall, _cpu) in measure(tasks, repeats).items():
-            times.setdefault(label, []).append(wall)
+            times.setdefault(label, []).append(wall * 1000 / n)  # seconds per 1000 samples
         for label, q in per_seed_quality.items():
             for k, v in q.items():
                 quality.setdefault(label, {}).setdefault(k, []).append(v)
@@ -89,9 +90,9 @@ def speed(root: Path, seeds: list[int], repeats: int, n: int) -> None:
         "",
         "Dissertation Table 6.1 / Fig. 6.6 in miniature. Runs: `symgen reproduce ddgan-digits` (seeds "
         f"{seeds}); timing: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_ddgan.py`, one process, one "
-        f"thread, `sample({n})` in one batch, best of {repeats} interleaved calls per seed, then the minimum "
-        "over seeds. fd_clf / recall_clf: each run's `sampling_tradeoff` evaluation (360 test digits), mean "
-        "± std over seeds.",
+        f"thread, `sample({n})` in one batch (seconds scaled to 1000 samples), best of {repeats} interleaved "
+        "calls per seed, then the minimum over seeds. fd_clf / recall_clf: each run's `sampling_tradeoff` "
+        "evaluation (360 test digits), mean ± std over seeds.",
         "",
         "| sampler | NFE | s / 1000 samples | fd_clf | recall_clf |",
         "|---|---|---|---|---|",
@@ -174,7 +175,7 @@ def main() -> None:
     p.add_argument("--runs", default=str(ROOT / "runs" / "reproduce"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--n", type=int, default=100, help="batch size of the timed sample() calls (paper: 100)")
     p.add_argument("--toy", action="store_true", help="only draw the ddgan-toy scatter panels (seed 0)")
     args = p.parse_args()
     if args.toy:

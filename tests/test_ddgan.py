@@ -240,3 +240,19 @@ def test_adamlp_trunk_uses_time_and_latent() -> None:
     assert not torch.allclose(out, model.generator(xt, t + 1, z1))
     ddpm = DDPM.from_config({**DDPM.default_config(), "net": "adamlp", "mlp": dict(SMALL_MLP)}, DIGITS)
     assert ddpm.net.mapping is None and ddpm.sample(2, steps=3).shape == (2, 1, 8, 8)
+
+
+def test_timed_draw_batches_and_times_the_quality_draw() -> None:
+    from symgen.tasks.sampling_tradeoff import timed_draw
+
+    sizes: list[int] = []
+
+    def sample(k: int, generator: torch.Generator) -> torch.Tensor:
+        sizes.append(k)
+        return torch.randn(k, 2, generator=generator)
+
+    x, seconds = timed_draw(sample, 2500, torch.Generator().manual_seed(1), batch=1000)
+    assert sizes == [16, 1000, 1000, 500] and x.shape == (2500, 2) and seconds > 0
+    # the draw uses the caller's generator (reproducible), not the warm-up's
+    y, _ = timed_draw(sample, 2500, torch.Generator().manual_seed(1), batch=1000)
+    assert torch.equal(x, y)
