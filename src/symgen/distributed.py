@@ -26,6 +26,7 @@ __all__ = [
     "broadcast_module",
     "allreduce_gradients",
     "gather_objects",
+    "barrier",
     "cleanup",
 ]
 
@@ -128,6 +129,15 @@ def gather_objects(obj: Any, info: DistInfo) -> list[Any] | None:
     out: list[Any] = [None] * info.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait until every rank gets here (no-op when not distributed).
+
+    Called at the end of a successful run before :func:`cleanup`: a rank that tears its gloo pairs
+    down while a peer is still writing its report can make the peer's transport threads abort."""
+    if info.enabled and dist.is_initialized():
+        dist.barrier()
 
 
 def cleanup(info: DistInfo) -> None:

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from symgen.batches import make_stream
 from symgen.config import apply_overrides, merge
-from symgen.distributed import cleanup, init_distributed
+from symgen.distributed import barrier, cleanup, init_distributed
 from symgen.ema import ema_weights
 from symgen.init_from import apply_init_from
 from symgen.models.base import DataInfo, GenerativeModel
@@ -185,6 +185,7 @@ def train(
         run.save_config(cfg)
         trainer.fit()
         write_run_report(run, f"{cfg['model']['name']} on {cfg['data']['name']}", trainer.last_logs)
+        barrier(dist)  # every rank leaves the group together (see symgen.distributed.barrier)
         return trainer
     finally:
         run.close()
