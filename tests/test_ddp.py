@@ -42,3 +42,26 @@ def test_two_process_gloo_ddp(tmp_path, subprocess_env, torchrun_cmd):
     assert (tmp_path / "run-rank0" / "checkpoints").is_dir()
     assert (tmp_path / "run-rank0" / "metrics.jsonl").is_file()
     assert not (tmp_path / "run-rank1").exists()
+
+
+def test_ranks_meet_before_leaving_the_group_only_after_a_finished_run(tmp_path, monkeypatch):
+    """``train`` calls the barrier once, after the report is written; a failing run never waits on it
+    (a rank that crashed would leave its peers hanging in a barrier)."""
+    import pytest
+
+    import symgen.runs as runs
+    from symgen.config import resolve_config
+
+    calls: list[bool] = []
+    out = tmp_path / "ok"
+    monkeypatch.setattr(runs, "barrier", lambda info: calls.append((out / "report.md").is_file()))
+    cfg = resolve_config("flow", overrides=["data.name=spiral", "train.steps=2", "data.batch_size=16"])
+    runs.train(cfg, out, progress=False)
+    assert calls == [True]
+
+    calls.clear()
+    out = tmp_path / "bad"
+    monkeypatch.setattr(runs, "write_run_report", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
+    with pytest.raises(RuntimeError):
+        runs.train(cfg, out, progress=False)
+    assert calls == []
